@@ -37,7 +37,7 @@ def reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool:
 
 
 def main() -> None:
-    if sys.version_info < (3, 10):
+    if sys.version_info < (3, 10):  # noqa: UP036 - runs on whatever python the user has, before the venv exists
         sys.exit("hf_tinylm needs Python 3.10 or newer")
     if not venv_python().exists():
         print(f"creating virtual environment in {VENV}", flush=True)
