@@ -1,0 +1,99 @@
+"""Convert between transformers' `LlamaForCausalLM` and `TinyAttentionForCausalLM`, both ways, without loss.
+
+The two architectures coincide (pre-norm RMSNorm blocks, RoPE, grouped-query attention, SwiGLU) and share parameter
+names, so a conversion is a config translation plus a state-dict copy. This lets users start from real Llama-shaped
+checkpoints (e.g. SmolLM-class models) and lets our tests use Llama as the reference implementation.
+
+    python -m hf_tinylm.convert --to tiny_attention path/or/repo-of-a-llama  out_dir
+    python -m hf_tinylm.convert --to llama          path/to/tiny-attention out_dir
+"""
+
+import argparse
+
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from .configuration_tiny_attention import TinyAttentionConfig
+from .modeling_tiny_attention import TinyAttentionForCausalLM
+
+# Fields with the same name and meaning in both configs.
+SHARED_FIELDS = (
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "hidden_act",
+    "max_position_embeddings",
+    "initializer_range",
+    "rms_norm_eps",
+    "pad_token_id",
+    "bos_token_id",
+    "eos_token_id",
+    "tie_word_embeddings",
+    "rope_parameters",
+    "attention_bias",
+    "mlp_bias",
+    "attention_dropout",
+)
+
+
+def tiny_attention_config_from_llama(config: LlamaConfig) -> TinyAttentionConfig:
+    if (config.pretraining_tp or 1) != 1:
+        raise ValueError(f"Llama checkpoints with pretraining_tp={config.pretraining_tp} are not supported.")
+    return TinyAttentionConfig(**{name: getattr(config, name) for name in SHARED_FIELDS}, hidden_dropout=0.0)
+
+
+def llama_config_from_tiny_attention(config: TinyAttentionConfig) -> LlamaConfig:
+    if config.hidden_dropout:
+        raise ValueError(
+            f"Llama has no residual dropout; set `hidden_dropout=0` (is {config.hidden_dropout}) before converting."
+        )
+    return LlamaConfig(**{name: getattr(config, name) for name in SHARED_FIELDS})
+
+
+def _copy_weights(source, target):
+    missing, unexpected = target.load_state_dict(source.state_dict(), strict=False)
+    # A tied head has no weight of its own in one of the two state dicts; tying restores it.
+    missing = [key for key in missing if not (key == "lm_head.weight" and target.config.tie_word_embeddings)]
+    if missing or unexpected:
+        raise ValueError(f"Weights do not line up: missing {missing}, unexpected {unexpected}.")
+    target.tie_weights()
+    return target.to(dtype=next(source.parameters()).dtype)
+
+
+def llama_to_tiny_attention(model: LlamaForCausalLM) -> TinyAttentionForCausalLM:
+    """A `TinyAttentionForCausalLM` that computes exactly what the given Llama model computes."""
+    config = tiny_attention_config_from_llama(model.config)
+    config._attn_implementation = model.config._attn_implementation
+    return _copy_weights(model, TinyAttentionForCausalLM(config))
+
+
+def tiny_attention_to_llama(model: TinyAttentionForCausalLM) -> LlamaForCausalLM:
+    """A transformers `LlamaForCausalLM` that computes exactly what the given model computes."""
+    config = llama_config_from_tiny_attention(model.config)
+    config._attn_implementation = model.config._attn_implementation
+    return _copy_weights(model, LlamaForCausalLM(config))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--to", choices=["tiny_attention", "llama"], required=True, help="target architecture")
+    parser.add_argument("source", help="folder or Hub id of the model to convert")
+    parser.add_argument("output_dir", help="where to save the converted model (and the tokenizer, if any)")
+    args = parser.parse_args(argv)
+    if args.to == "tiny_attention":
+        converted = llama_to_tiny_attention(LlamaForCausalLM.from_pretrained(args.source))
+    else:
+        converted = tiny_attention_to_llama(TinyAttentionForCausalLM.from_pretrained(args.source))
+    converted.save_pretrained(args.output_dir)
+    try:
+        AutoTokenizer.from_pretrained(args.source).save_pretrained(args.output_dir)
+    except (OSError, ValueError):
+        print(f"No tokenizer found in {args.source}; saved the weights and config only.")
+    print(f"Saved {type(converted).__name__} to {args.output_dir}")
+
+
+if __name__ == "__main__":
+    main()
