@@ -1,7 +1,8 @@
 """Convert between transformers' `LlamaForCausalLM` and `TinyAttentionForCausalLM`, both ways, without loss.
 
-The two architectures coincide (pre-norm RMSNorm blocks, RoPE, grouped-query attention, SwiGLU) and share parameter
-names, so a conversion is a config translation plus a state-dict copy. This lets users start from real Llama-shaped
+The two architectures compute the same function (pre-norm RMSNorm blocks, RoPE, grouped-query attention, SwiGLU);
+ours fuses q/k/v and gate/up into single projections, so a conversion is a config translation plus a state-dict copy
+that concatenates or splits those weights. This lets users start from real Llama-shaped
 checkpoints (e.g. SmolLM-class models) and lets our tests use Llama as the reference implementation.
 
     python -m hf_tinylm.convert --to tiny_attention path/or/repo-of-a-llama  out_dir
@@ -10,6 +11,7 @@ checkpoints (e.g. SmolLM-class models) and lets our tests use Llama as the refer
 
 import argparse
 
+import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from .configuration_tiny_attention import TinyAttentionConfig
@@ -53,28 +55,57 @@ def llama_config_from_tiny_attention(config: TinyAttentionConfig) -> LlamaConfig
     return LlamaConfig(**{name: getattr(config, name) for name in SHARED_FIELDS})
 
 
-def _copy_weights(source, target):
-    missing, unexpected = target.load_state_dict(source.state_dict(), strict=False)
+FUSED = {"self_attn.qkv_proj": ("q_proj", "k_proj", "v_proj"), "mlp.gate_up_proj": ("gate_proj", "up_proj")}
+
+
+def _fused_state_dict(llama_state: dict) -> dict:
+    """Llama's separate q/k/v and gate/up weights, concatenated into our fused projections."""
+    state = dict(llama_state)
+    for fused, parts in FUSED.items():
+        module, fused_name = fused.rsplit(".", 1)
+        for key in [k for k in state if f".{module}.{parts[0]}." in k]:
+            sources = [state.pop(key.replace(f".{parts[0]}.", f".{part}.")) for part in parts]
+            state[key.replace(f".{parts[0]}.", f".{fused_name}.")] = torch.cat(sources)
+    return state
+
+
+def _split_state_dict(model: TinyAttentionForCausalLM) -> dict:
+    """Our fused projections, split back into Llama's separate q/k/v and gate/up weights."""
+    state = dict(model.state_dict())
+    sizes = {
+        "self_attn.qkv_proj": model.model.layers[0].self_attn.qkv_sizes,
+        "mlp.gate_up_proj": (model.config.intermediate_size,) * 2,
+    }
+    for fused, parts in FUSED.items():
+        module, fused_name = fused.rsplit(".", 1)
+        for key in [k for k in state if f".{fused}." in k]:
+            for part, tensor in zip(parts, state.pop(key).split(sizes[fused])):
+                state[key.replace(f".{fused_name}.", f".{part}.")] = tensor
+    return state
+
+
+def _load(target, state: dict, source_dtype: torch.dtype):
+    missing, unexpected = target.load_state_dict(state, strict=False)
     # A tied head has no weight of its own in one of the two state dicts; tying restores it.
     missing = [key for key in missing if not (key == "lm_head.weight" and target.config.tie_word_embeddings)]
     if missing or unexpected:
         raise ValueError(f"Weights do not line up: missing {missing}, unexpected {unexpected}.")
     target.tie_weights()
-    return target.to(dtype=next(source.parameters()).dtype)
+    return target.to(dtype=source_dtype)
 
 
 def llama_to_tiny_attention(model: LlamaForCausalLM) -> TinyAttentionForCausalLM:
     """A `TinyAttentionForCausalLM` that computes exactly what the given Llama model computes."""
     config = tiny_attention_config_from_llama(model.config)
     config._attn_implementation = model.config._attn_implementation
-    return _copy_weights(model, TinyAttentionForCausalLM(config))
+    return _load(TinyAttentionForCausalLM(config), _fused_state_dict(model.state_dict()), model.dtype)
 
 
 def tiny_attention_to_llama(model: TinyAttentionForCausalLM) -> LlamaForCausalLM:
     """A transformers `LlamaForCausalLM` that computes exactly what the given model computes."""
     config = llama_config_from_tiny_attention(model.config)
     config._attn_implementation = model.config._attn_implementation
-    return _copy_weights(model, LlamaForCausalLM(config))
+    return _load(LlamaForCausalLM(config), _split_state_dict(model), model.dtype)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,7 +1,7 @@
 """The hf_tinylm self-attention decoder: pre-norm blocks, RoPE, grouped-query attention, SwiGLU, tied embeddings.
 
-Shapes and parameter names follow transformers' Llama on purpose, so checkpoints convert both ways without loss
-(`hf_tinylm.convert`) and Llama is the reference our tests agree with. Attention kernels come from transformers'
+The computation is exactly transformers' Llama (with fused q/k/v and gate/up projections, which are faster), so
+checkpoints convert both ways without loss (`hf_tinylm.convert`) and Llama is the reference our tests agree with. Attention kernels come from transformers'
 attention interface (`eager`, `sdpa`, and flash/flex where installed); the KV cache is transformers' `Cache`.
 """
 
@@ -21,7 +21,7 @@ from transformers.utils.generic import can_return_tuple, merge_with_config_defau
 from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_tiny_attention import TinyAttentionConfig
-from .tinylm_common import check_model_inputs
+from .tinylm_common import HubReadyMixin, check_model_inputs
 
 
 class TinyAttentionRMSNorm(nn.Module):
@@ -111,11 +111,12 @@ class TinyAttentionAttention(nn.Module):
         self.num_key_value_groups = config.num_attention_heads // config.num_key_value_heads
         self.scaling = self.head_dim**-0.5
         self.is_causal = True
-        bias = config.attention_bias
-        self.q_proj = nn.Linear(config.hidden_size, config.num_attention_heads * self.head_dim, bias=bias)
-        self.k_proj = nn.Linear(config.hidden_size, config.num_key_value_heads * self.head_dim, bias=bias)
-        self.v_proj = nn.Linear(config.hidden_size, config.num_key_value_heads * self.head_dim, bias=bias)
-        self.o_proj = nn.Linear(config.num_attention_heads * self.head_dim, config.hidden_size, bias=bias)
+        q_size = config.num_attention_heads * self.head_dim
+        kv_size = config.num_key_value_heads * self.head_dim
+        self.qkv_sizes = (q_size, kv_size, kv_size)
+        # One fused projection for queries, keys and values: one larger matmul is faster than three small ones.
+        self.qkv_proj = nn.Linear(config.hidden_size, q_size + 2 * kv_size, bias=config.attention_bias)
+        self.o_proj = nn.Linear(q_size, config.hidden_size, bias=config.attention_bias)
 
     def forward(
         self,
@@ -127,9 +128,9 @@ class TinyAttentionAttention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         input_shape = hidden_states.shape[:-1]
         hidden_shape = (*input_shape, -1, self.head_dim)
-        query = self.q_proj(hidden_states).view(hidden_shape).transpose(1, 2)
-        key = self.k_proj(hidden_states).view(hidden_shape).transpose(1, 2)
-        value = self.v_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        query, key, value = (
+            states.view(hidden_shape).transpose(1, 2) for states in self.qkv_proj(hidden_states).split(self.qkv_sizes, -1)
+        )
         query, key = apply_rotary_pos_emb(query, key, *position_embeddings)
 
         if cache is not None:
@@ -152,17 +153,17 @@ class TinyAttentionAttention(nn.Module):
 
 
 class TinyAttentionMLP(nn.Module):
-    """SwiGLU feed-forward: down(act(gate(x)) * up(x))."""
+    """SwiGLU feed-forward: down(act(gate(x)) * up(x)), with gate and up computed by one fused matmul."""
 
     def __init__(self, config: TinyAttentionConfig):
         super().__init__()
-        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.mlp_bias)
-        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.mlp_bias)
+        self.gate_up_proj = nn.Linear(config.hidden_size, 2 * config.intermediate_size, bias=config.mlp_bias)
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
         self.act_fn = ACT2FN[config.hidden_act]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        return self.down_proj(self.act_fn(gate) * up)
 
 
 class TinyAttentionDecoderLayer(GradientCheckpointingLayer):
@@ -195,7 +196,7 @@ class TinyAttentionDecoderLayer(GradientCheckpointingLayer):
         return hidden_states + self.dropout(self.mlp(self.post_attention_layernorm(hidden_states)))
 
 
-class TinyAttentionPreTrainedModel(PreTrainedModel):
+class TinyAttentionPreTrainedModel(HubReadyMixin, PreTrainedModel):
     config: TinyAttentionConfig
     config_class = TinyAttentionConfig
     base_model_prefix = "model"
@@ -269,7 +270,6 @@ class TinyAttentionForCausalLM(TinyAttentionPreTrainedModel, GenerationMixin):
     """The decoder with a language-modelling head (tied to the input embedding unless the config says otherwise)."""
 
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
-    _tp_plan = {"lm_head": "colwise_gather_output"}
 
     def __init__(self, config: TinyAttentionConfig):
         super().__init__(config)
