@@ -193,7 +193,9 @@ class CausalLMChecks:
         model = self.make_model()
         prompt = random_ids(2, 5)
         kwargs = dict(max_new_tokens=6, num_beams=3, do_sample=False, early_stopping=True)
-        assert torch.equal(model.generate(prompt, use_cache=True, **kwargs), model.generate(prompt, use_cache=False, **kwargs))
+        assert torch.equal(
+            model.generate(prompt, use_cache=True, **kwargs), model.generate(prompt, use_cache=False, **kwargs)
+        )
 
     def test_generation_from_inputs_embeds(self):
         model = self.make_model()

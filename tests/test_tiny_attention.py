@@ -84,7 +84,9 @@ def test_sequence_longer_than_max_positions_raises_unless_rope_scaling_extends_i
     with pytest.raises(ValueError, match="10 cached"):
         model(random_ids(1, 7), cache=cached)
     extended = TinyAttentionForCausalLM(
-        tiny_config(max_position_embeddings=16, rope_parameters={"rope_type": "dynamic", "rope_theta": 10000.0, "factor": 2.0})
+        tiny_config(
+            max_position_embeddings=16, rope_parameters={"rope_type": "dynamic", "rope_theta": 10000.0, "factor": 2.0}
+        )
     ).eval()
     assert extended(random_ids(1, 24)).logits.shape == (1, 24, VOCAB)
 
