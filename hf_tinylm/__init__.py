@@ -1,22 +1,39 @@
 """hf_tinylm: small self-attention and recurrent language models as first-class transformers models.
 
 Importing the package registers both model families with the Auto classes, and marks them for `auto_map` so a saved
-folder loads with `trust_remote_code=True` on machines where hf_tinylm is not installed.
+folder loads with `trust_remote_code=True` on machines where hf_tinylm is not installed. It also registers the
+translation, summarization and question-answering pipelines, so `pipeline("translation", model=model,
+tokenizer=tokenizer)` works in-process.
 """
 
+import transformers
 from transformers import (
     AutoConfig,
     AutoModel,
     AutoModelForCausalLM,
     AutoModelForQuestionAnswering,
 )
+from transformers.pipelines import PIPELINE_REGISTRY, REMOVED_TASKS
 
 from .configuration_tiny_attention import TinyAttentionConfig
+from .configuration_tiny_rnn import TinyRNNConfig
 from .modeling_tiny_attention import (
     TinyAttentionForCausalLM,
     TinyAttentionForQuestionAnswering,
     TinyAttentionModel,
     TinyAttentionPreTrainedModel,
+)
+from .modeling_tiny_rnn import (
+    TinyRNNForCausalLM,
+    TinyRNNForQuestionAnswering,
+    TinyRNNModel,
+    TinyRNNPreTrainedModel,
+)
+from .pipelines_tinylm import (
+    PIPELINES,
+    TinyLMQuestionAnsweringPipeline,
+    TinyLMSummarizationPipeline,
+    TinyLMTranslationPipeline,
 )
 
 __version__ = "0.1.0"
@@ -35,6 +52,19 @@ def _register(config_class, base_class, causal_lm_class, qa_class) -> None:
 
 
 _register(TinyAttentionConfig, TinyAttentionModel, TinyAttentionForCausalLM, TinyAttentionForQuestionAnswering)
+_register(TinyRNNConfig, TinyRNNModel, TinyRNNForCausalLM, TinyRNNForQuestionAnswering)
+
+
+def _register_pipelines() -> None:
+    for task, (pipeline_class, auto_class_name) in PIPELINES.items():
+        # transformers v5 removed these tasks, and `pipeline()` rejects a removed task before it reads the registry.
+        REMOVED_TASKS.pop(task, None)
+        PIPELINE_REGISTRY.register_pipeline(
+            task, pipeline_class=pipeline_class, pt_model=getattr(transformers, auto_class_name), type="text"
+        )
+
+
+_register_pipelines()
 
 __all__ = [
     "TinyAttentionConfig",
@@ -42,4 +72,12 @@ __all__ = [
     "TinyAttentionModel",
     "TinyAttentionForCausalLM",
     "TinyAttentionForQuestionAnswering",
+    "TinyRNNConfig",
+    "TinyRNNPreTrainedModel",
+    "TinyRNNModel",
+    "TinyRNNForCausalLM",
+    "TinyRNNForQuestionAnswering",
+    "TinyLMTranslationPipeline",
+    "TinyLMSummarizationPipeline",
+    "TinyLMQuestionAnsweringPipeline",
 ]

@@ -3,7 +3,9 @@
 A seq2seq example becomes `prompt + target + eos`; the loss is taken on the target (and eos) only. The prompt ends
 with a separator token, so generation starts exactly where training taught the target to start. The settings used
 to train a model are stored in its config (`task_specific_params["hf_tinylm"]`), so a pipeline built from a saved
-folder formats inputs exactly as the model saw them. Copied into every saved model folder: standard library only.
+folder formats inputs exactly as the model saw them. Extractive QA (a span head, no generation) reads the question
+first and the context second, as a text pair (`build_qa_question`). Copied into every saved model folder: standard
+library only.
 """
 
 TASKS = ("lm", "translation", "summarization", "qa")
@@ -54,6 +56,62 @@ def build_prompt(
     if not question or not question.strip():
         raise ValueError("Question answering needs a non-empty question.")
     return f"{CONTEXT_TOKEN}{source}{TASK_TOKENS['qa']}{question}{SEPARATOR}"
+
+
+def build_truncated_prompt(tokenizer, task: str, source: str, max_length: int | None, **prompt_args) -> str:
+    """`build_prompt`, with the source cut at a token boundary so the prompt is at most `max_length` tokens.
+
+    Only the source is cut: the task token, language tags, question and separator always stay, so the model still
+    sees what to do and where to start writing. `tokenizer` is any transformers tokenizer.
+    """
+    prompt = build_prompt(task, source, **prompt_args)
+
+    def length(text):
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    if max_length is None or length(prompt) <= max_length:
+        return prompt
+    ends = [
+        end for _, end in tokenizer(source, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    ]
+    keep = len(ends) - (length(prompt) - max_length)
+    # Tokens can merge across the source's edges, so the first cut may leave the prompt a token too long.
+    while keep > 0:
+        prompt = build_prompt(task, source[: ends[keep - 1]], **prompt_args)
+        if length(prompt) <= max_length:
+            return prompt
+        keep -= 1
+    raise ValueError(f"`max_length` {max_length} leaves no room for the {task} source next to the rest of the prompt.")
+
+
+def build_qa_question(question: str) -> str:
+    """The first text of an extractive-QA input, "<|question|>{question}<|context|>"; the context is the second.
+
+    Question first, so the causal model has read it before every context token it scores as an answer start or end.
+    As a text pair, a long context splits into overlapping windows that each repeat the question, and token offsets
+    point into the context.
+    """
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError("Question answering needs a non-empty question.")
+    return f"{TASK_TOKENS['qa']}{question}{CONTEXT_TOKEN}"
+
+
+# Where extractive QA scores "no answer": the first token, "<|question|>", never part of the context (the role [CLS]
+# plays for encoder models). Label windows that do not contain the answer start = end = this index.
+QA_NO_ANSWER_INDEX = 0
+
+
+def language_pairs(settings: dict) -> list[tuple[str, str]]:
+    """The (source, target) language pairs a translation model's prompts were tagged with, from its task settings.
+
+    A model trained on one pair stores `src_lang` and `tgt_lang`; one trained on several stores `language_pairs`, a
+    list of [src, tgt]. Empty when the prompts carried no language tags.
+    """
+    if settings.get("language_pairs"):
+        return [tuple(pair) for pair in settings["language_pairs"]]
+    if settings.get("src_lang") and settings.get("tgt_lang"):
+        return [(settings["src_lang"], settings["tgt_lang"])]
+    return []
 
 
 def task_settings(task: str, **settings) -> dict:

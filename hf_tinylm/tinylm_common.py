@@ -1,5 +1,7 @@
 """Pieces both model families share. Copied into every saved model folder, so it imports only torch/transformers."""
 
+import os
+
 import torch
 
 
@@ -44,3 +46,28 @@ def check_model_inputs(
                 f"`attention_mask` has shape {tuple(attention_mask.shape)}, expected (batch, past + new tokens) = "
                 f"{expected}."
             )
+
+
+class HubReadyMixin:
+    """Makes `save_pretrained` write a folder that uploads to the Hub as is and works where hf_tinylm is not installed.
+
+    Besides the model code transformers copies for `auto_map`, the config lists the task pipelines
+    (`custom_pipelines`) and their code is copied too, so `pipeline("translation", model=folder,
+    trust_remote_code=True)` works. Where hf_tinylm is installed, a model card (README.md) is written when the folder
+    has none; train.py then replaces it with one that has the training data and evaluation results.
+
+    Both families inherit it first: `class TinyXPreTrainedModel(HubReadyMixin, PreTrainedModel)`.
+    """
+
+    def save_pretrained(self, save_directory, is_main_process: bool = True, **kwargs):
+        # A relative import, so transformers copies pipelines_tinylm.py (and what it imports) beside this file.
+        from .pipelines_tinylm import custom_pipelines
+
+        self.config.custom_pipelines = custom_pipelines()
+        super().save_pretrained(save_directory, is_main_process=is_main_process, **kwargs)
+        if is_main_process and not os.path.exists(os.path.join(save_directory, "README.md")):
+            try:
+                from hf_tinylm.hub import write_model_card
+            except ImportError:  # remote code on a machine without hf_tinylm: no card
+                return
+            write_model_card(save_directory)

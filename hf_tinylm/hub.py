@@ -1,0 +1,260 @@
+"""Model cards and uploads for saved hf_tinylm folders.
+
+`write_model_card` fills `model_card_template.md` (a Jinja template for `huggingface_hub.ModelCard`) from the
+folder's config and weights and from what training knows: data, hyper-parameters and measured evaluation results,
+which also become the card's `model-index` metadata. `validate_model_card` and `check_folder` say what would be
+wrong on the Hub before `push_to_hub` uploads the folder as is.
+"""
+
+import json
+from pathlib import Path
+
+from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
+from safetensors import safe_open
+from transformers import AutoConfig
+
+from .task_formats import build_prompt, language_pairs, settings_from_config
+
+TEMPLATE_PATH = Path(__file__).with_name("model_card_template.md")
+# The oldest transformers release the code saved in a model folder runs on: see docs/compatibility.md, measured by
+# scripts/check_remote_code_compat.py.
+MIN_TRANSFORMERS_VERSION = "5.24.0"
+
+# Entries of `Trainer.evaluate()` results that describe the run, not the model.
+_BOOKKEEPING_SUFFIXES = ("runtime", "_per_second", "epoch", "samples")
+_CONFIG_ROWS = (
+    "cell",
+    "num_hidden_layers",
+    "hidden_size",
+    "embedding_size",
+    "intermediate_size",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "max_position_embeddings",
+    "vocab_size",
+    "tie_word_embeddings",
+)
+
+
+def measured_metrics(eval_results: dict) -> dict[str, float]:
+    """The metrics in `Trainer.evaluate()` results ("eval_bleu" -> "bleu"), without run bookkeeping (runtime, ...)."""
+    return {
+        name.removeprefix("eval_"): value
+        for name, value in eval_results.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not name.endswith(_BOOKKEEPING_SUFFIXES)
+    }
+
+
+def count_parameters(folder) -> int:
+    """Parameters stored in the folder's safetensors files (a tied weight is stored, and counted, once)."""
+    total = 0
+    for path in sorted(Path(folder).glob("*.safetensors")):
+        with safe_open(path, framework="pt") as weights:
+            for name in weights.keys():
+                count = 1
+                for size in weights.get_slice(name).get_shape():
+                    count *= size
+                total += count
+    return total
+
+
+def _describe(config, task: str | None) -> dict:
+    """What the card says the model is and does, and the pipeline call that shows it."""
+    architectures = config.architectures or []
+    extractive = any(name.endswith("ForQuestionAnswering") for name in architectures)
+    if config.model_type == "tiny_rnn":
+        architecture = f"A {config.num_hidden_layers}-layer {config.cell.upper()} recurrent network"
+    else:
+        architecture = (
+            f"A {config.num_hidden_layers}-block decoder-only transformer (pre-norm, RoPE, SwiGLU: Llama's shape)"
+        )
+    architecture += " with an extractive question-answering head" if extractive else " language model"
+    if task == "translation":
+        pairs = language_pairs(settings_from_config(config))
+        languages = " and ".join(f"{src}→{tgt}" for src, tgt in pairs)
+        pair_args = f', src_lang="{pairs[0][0]}", tgt_lang="{pairs[0][1]}"' if len(pairs) > 1 else ""
+        return {
+            "architecture": architecture,
+            "pipeline_tag": "translation",
+            "summary": f"Translates {languages or 'text'}.",
+            "example_call": f'pipe("A man is riding a bicycle down the street."{pair_args})',
+        }
+    if task == "summarization":
+        return {
+            "architecture": architecture,
+            "pipeline_tag": "summarization",
+            "summary": "Summarizes text.",
+            "example_call": 'pipe("Your long text ...", max_length=60)',
+        }
+    if task == "qa" and extractive:
+        return {
+            "architecture": architecture,
+            "pipeline_tag": "question-answering",
+            "summary": "Answers a question by pointing at the answer in a context.",
+            "example_call": 'pipe(question="Where is the tower?", context="The tower stands in Paris.")',
+        }
+    if task == "qa":
+        prompt = build_prompt("qa", "The tower stands in Paris.", question="Where is the tower?")
+        return {
+            "architecture": architecture,
+            "pipeline_tag": "text-generation",
+            "summary": "Answers a question about a context by writing the answer.",
+            "example_call": f'pipe("{prompt}", max_new_tokens=20, return_full_text=False)',
+        }
+    return {
+        "architecture": architecture,
+        "pipeline_tag": "text-generation",
+        "summary": "Continues text.",
+        "example_call": 'pipe("Once upon a time", max_new_tokens=50)',
+    }
+
+
+def write_model_card(
+    folder,
+    *,
+    eval_results: dict | None = None,
+    training_args: dict | None = None,
+    dataset_name: str | None = None,
+    license: str | None = None,
+    language: str | list[str] | None = None,
+    task: str | None = None,
+    base_model: str | None = None,
+    repo_id: str | None = None,
+    eval_split: str | None = None,
+    non_commercial: bool | None = None,
+) -> ModelCard:
+    """Write `README.md` (and `eval_results.json`) into a saved model folder; returns the card.
+
+    Args:
+        eval_results: what `Trainer.evaluate()` returned; its metrics go into a table and the `model-index`.
+        training_args: the hyper-parameters worth reporting (name -> value), shown as a table.
+        dataset_name: the training data, ideally a Hub dataset id (it becomes the `datasets` metadata).
+        license: a Hub licence id ("apache-2.0", "cc-by-nc-sa-4.0", "other", ...): the training data's terms.
+        language: language code(s) of the training data.
+        task: a `task_formats` task; defaults to the one in the config's task settings, else "lm".
+        base_model: the Hub id of the model this one was fine-tuned from.
+        repo_id: the Hub id the card's examples load; defaults to the folder's name.
+        eval_split: the name of the split `eval_results` were measured on.
+        non_commercial: say the model is for non-commercial use only; defaults to True for "-nc" licences.
+    """
+    folder = Path(folder)
+    config = AutoConfig.from_pretrained(folder)
+    settings = settings_from_config(config)
+    task = task or settings.get("task", "lm")
+    description = _describe(config, task)
+    metrics = measured_metrics(eval_results or {})
+    model_id = repo_id or folder.resolve().name
+    card_data = ModelCardData(
+        license=license,
+        language=language,
+        library_name="transformers",
+        pipeline_tag=description["pipeline_tag"],
+        tags=["hf_tinylm", config.model_type, "custom_code"],
+        datasets=[dataset_name] if dataset_name else None,
+        base_model=base_model,
+        model_name=model_id if metrics else None,
+        eval_results=[
+            EvalResult(
+                task_type=description["pipeline_tag"],
+                dataset_type=dataset_name or "custom",
+                dataset_name=dataset_name or "custom",
+                dataset_split=eval_split,
+                metric_type=name,
+                metric_value=value,
+            )
+            for name, value in metrics.items()
+        ]
+        or None,
+    )
+    card = ModelCard.from_template(
+        card_data,
+        template_path=str(TEMPLATE_PATH),
+        model_id=model_id,
+        num_parameters=count_parameters(folder),
+        config_rows=[
+            (name, getattr(config, name)) for name in _CONFIG_ROWS if getattr(config, name, None) is not None
+        ],
+        min_transformers_version=MIN_TRANSFORMERS_VERSION,
+        dataset_name=dataset_name,
+        task_settings=settings,
+        training_args=training_args,
+        loss_curve=(folder / "loss_curve.png").is_file(),
+        metrics=metrics,
+        eval_split=eval_split,
+        intended_use=f"For experiments and teaching: {description['summary'][0].lower()}{description['summary'][1:]}",
+        non_commercial=non_commercial if non_commercial is not None else "-nc" in (license or ""),
+        **description,
+    )
+    card.save(folder / "README.md")
+    if eval_results is not None:
+        (folder / "eval_results.json").write_text(json.dumps(eval_results, indent=4, sort_keys=True) + "\n")
+    return card
+
+
+def validate_model_card(folder) -> ModelCard:
+    """Load the folder's card and check it: its metadata parses, names the library and pipeline, and its
+    `model-index` holds exactly the metrics of `eval_results.json` (none when that file is absent)."""
+    folder = Path(folder)
+    path = folder / "README.md"
+    if not path.is_file():
+        raise ValueError(f"{folder} has no model card (README.md); write one with `hf_tinylm.hub.write_model_card`.")
+    card = ModelCard.load(path)  # raises ValueError when the metadata does not parse
+    problems = [f"the metadata has no `{key}`" for key in ("library_name", "pipeline_tag") if not card.data.get(key)]
+    results_path = folder / "eval_results.json"
+    expected = measured_metrics(json.loads(results_path.read_text())) if results_path.is_file() else {}
+    reported = {result.metric_type: result.metric_value for result in card.data.eval_results or []}
+    if reported != expected:
+        problems.append(f"the model-index reports {reported}, but eval_results.json holds {expected}")
+    if problems:
+        raise ValueError(f"The model card in {folder} is not valid: " + "; ".join(problems) + ".")
+    return card
+
+
+def check_folder(folder) -> None:
+    """Raise, listing every problem, unless the folder holds what a Hub repository of an hf_tinylm model needs:
+    weights, tokenizer, a config whose `auto_map` and `custom_pipelines` point at code that is there, and a valid
+    model card."""
+    folder = Path(folder)
+    problems = []
+    config_path = folder / "config.json"
+    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    if not config:
+        problems.append("no config.json")
+    for key in ("auto_map", "custom_pipelines"):
+        if config and not config.get(key):
+            problems.append(f"config.json has no `{key}` (save the model with hf_tinylm's `save_pretrained`)")
+    references = [
+        *config.get("auto_map", {}).values(),
+        *(p["impl"] for p in config.get("custom_pipelines", {}).values()),
+    ]
+    for module in sorted({reference.split(".")[0] for reference in references}):
+        if not (folder / f"{module}.py").is_file():
+            problems.append(f"{module}.py, which config.json refers to, is missing")
+    if not any(folder.glob("*.safetensors")):
+        problems.append("no safetensors weights")
+    if not (folder / "tokenizer_config.json").is_file():
+        problems.append("no tokenizer (save it into the folder with `tokenizer.save_pretrained`)")
+    try:
+        validate_model_card(folder)
+    except ValueError as error:
+        problems.append(str(error))
+    if problems:
+        raise ValueError(f"{folder} is not ready for the Hub: " + "; ".join(problems))
+
+
+def push_to_hub(
+    folder,
+    repo_id: str,
+    *,
+    token: str | None = None,
+    private: bool | None = None,
+    commit_message: str = "Upload hf_tinylm model",
+    create_pr: bool = False,
+    endpoint: str | None = None,
+):
+    """Upload a saved model folder, as is, to the Hub repository `repo_id` (created if needed); returns the
+    `CommitInfo`. The folder is checked first (`check_folder`), so a broken repository is never published."""
+    check_folder(folder)
+    api = HfApi(endpoint=endpoint, token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    return api.upload_folder(folder_path=folder, repo_id=repo_id, commit_message=commit_message, create_pr=create_pr)

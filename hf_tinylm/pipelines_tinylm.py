@@ -1,0 +1,411 @@
+"""Translation, summarization and extractive question-answering pipelines for hf_tinylm models.
+
+transformers v5 removed these three tasks; these classes bring them back with the classic arguments and outputs.
+Translation and summarization generate with a causal LM after the prompt `task_formats` defines, the one training
+used; question answering reads start/end logits from a `...ForQuestionAnswering` head, window by window.
+
+Every saved hf_tinylm folder lists these classes in its config (`custom_pipelines()`) and carries this file, so
+`pipeline("translation", model=folder, trust_remote_code=True)` works where hf_tinylm is not installed. Hence the
+imports: torch, transformers and the copied `task_formats` only.
+"""
+
+import collections.abc
+
+import torch
+from transformers import Pipeline
+from transformers.pipelines.base import ChunkPipeline
+from transformers.utils import logging
+
+from .task_formats import (
+    QA_NO_ANSWER_INDEX,
+    build_prompt,
+    build_qa_question,
+    build_truncated_prompt,
+    language_pairs,
+    settings_from_config,
+)
+
+logger = logging.get_logger(__name__)
+
+
+def _check_trained_for(model, task: str, pipeline_task: str) -> dict:
+    """The model's task settings, or a ValueError saying what it was trained for instead."""
+    settings = settings_from_config(model.config)
+    trained = settings.get("task")
+    if trained != task:
+        what = f"for {trained!r}" if trained else "as a plain language model"
+        raise ValueError(
+            f"The {pipeline_task} pipeline needs a model trained for {task!r}, but this one was trained {what} "
+            f"(config.task_specific_params['hf_tinylm'] = {settings})."
+        )
+    return settings
+
+
+def _context_limit(config) -> int | None:
+    """The most tokens the model reads at once: `max_position_embeddings`, unless a RoPE scaling type extends it.
+    None for models without a limit (the recurrent family)."""
+    rope_type = (getattr(config, "rope_parameters", None) or {}).get("rope_type", "default")
+    return getattr(config, "max_position_embeddings", None) if rope_type == "default" else None
+
+
+class TinyLMGenerationPipeline(Pipeline):
+    """Writes each input as the model's training prompt, generates after it (greedy unless generate kwargs say
+    otherwise), and returns the decoded continuation as `[{f"{output_key}_text": ...}]`.
+
+    `max_length`/`min_length` bound the generated text, as they did in the classic encoder-decoder pipelines (for
+    a decoder-only model `generate()` would count the prompt too); they become `max_new_tokens`/`min_new_tokens`.
+    Any other keyword goes to `generate()`. `truncation=True` cuts an over-long source so the prompt and
+    `max_new_tokens` fit the model's context; without it an over-long input raises.
+    """
+
+    task_format: str  # the pipeline task, and the `task_formats` task the model must be trained for
+    output_key: str
+    default_max_new_tokens: int  # when neither the call nor the model's generation config says
+    prompt_parameters: tuple[str, ...] = ()  # call arguments that go to `build_prompt`, through `_prompt_args`
+
+    _load_tokenizer = True
+    _load_processor = False
+    _load_image_processor = False
+    _load_feature_extractor = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not self.model.can_generate():
+            raise ValueError(
+                f"The {self.task_format} pipeline generates text, but {type(self.model).__name__} has no language-"
+                "modelling head; load the model with AutoModelForCausalLM."
+            )
+        self.settings = _check_trained_for(self.model, self.task_format, self.task_format)
+        # A decoder-only model continues after the last prompt token, so batches are padded on the left.
+        self.tokenizer.padding_side = "left"
+
+    def __call__(self, inputs, **kwargs):
+        """Generate for a string, a list of strings (one record each), a dataset or a generator (streamed)."""
+        if isinstance(inputs, collections.abc.Sequence) and not isinstance(inputs, (str, list)):
+            inputs = list(inputs)  # tuples, `datasets` columns
+        result = super().__call__(inputs, **kwargs)
+        if isinstance(inputs, list) and all(len(records) == 1 for records in result):
+            return [records[0] for records in result]
+        return result
+
+    def _sanitize_parameters(
+        self,
+        return_tensors=None,
+        clean_up_tokenization_spaces=None,
+        truncation=None,
+        min_length=None,
+        max_length=None,
+        **generate_kwargs,
+    ):
+        for length, new_tokens in ((min_length, "min_new_tokens"), (max_length, "max_new_tokens")):
+            if length is not None:
+                if new_tokens in generate_kwargs:
+                    raise ValueError(f"Pass `{new_tokens}` or its classic name, not both.")
+                generate_kwargs[new_tokens] = length
+        preprocess_params = {key: generate_kwargs.pop(key) for key in self.prompt_parameters if key in generate_kwargs}
+        # The generation budget, which truncation leaves room for.
+        preprocess_params.update(
+            {key: generate_kwargs[key] for key in ("max_new_tokens", "generation_config") if key in generate_kwargs}
+        )
+        if truncation is not None:
+            preprocess_params["truncation"] = truncation
+        postprocess_params = {}
+        if return_tensors is not None:
+            postprocess_params["return_tensors"] = return_tensors
+        if clean_up_tokenization_spaces is not None:
+            postprocess_params["clean_up_tokenization_spaces"] = clean_up_tokenization_spaces
+        return preprocess_params, generate_kwargs, postprocess_params
+
+    def _prompt_args(self, **prompt_parameters) -> dict:
+        """The keyword arguments of `build_prompt` for this call."""
+        return {}
+
+    def _max_new_tokens(self, max_new_tokens=None, generation_config=None) -> tuple[int, bool]:
+        """How many tokens to generate, and whether the user (call or generation config) chose that number."""
+        if max_new_tokens is None:
+            max_new_tokens = (generation_config or self.model.generation_config).max_new_tokens
+        return (self.default_max_new_tokens, False) if max_new_tokens is None else (max_new_tokens, True)
+
+    def preprocess(self, inputs, truncation=False, max_new_tokens=None, generation_config=None, **prompt_parameters):
+        if not isinstance(inputs, str):
+            raise TypeError(f"The {self.task_format} pipeline takes strings, got {type(inputs).__name__}.")
+        prompt_args = self._prompt_args(**prompt_parameters)
+        limit = _context_limit(self.model.config)
+        if truncation and limit is not None:
+            max_new_tokens, _ = self._max_new_tokens(max_new_tokens, generation_config)
+            if max_new_tokens >= limit:
+                raise ValueError(
+                    f"`max_new_tokens` ({max_new_tokens}) leaves no room for the prompt in this model's "
+                    f"{limit}-token context."
+                )
+            prompt = build_truncated_prompt(
+                self.tokenizer, self.task_format, inputs, limit - max_new_tokens, **prompt_args
+            )
+        else:
+            prompt = build_prompt(self.task_format, inputs, **prompt_args)
+        model_inputs = self.tokenizer(prompt, add_special_tokens=False, return_tensors="pt")
+        length = model_inputs["input_ids"].shape[1]
+        if limit is not None and length >= limit:
+            raise ValueError(
+                f"The input is {length} tokens long with its prompt; this model reads at most {limit} tokens, prompt "
+                "and generated text together. Shorten it, or pass `truncation=True` to cut the source."
+            )
+        return model_inputs
+
+    def _forward(self, model_inputs, **generate_kwargs):
+        input_ids = model_inputs["input_ids"]
+        prompt_length = input_ids.shape[1]
+        max_new_tokens, requested = self._max_new_tokens(
+            generate_kwargs.get("max_new_tokens"), generate_kwargs.get("generation_config")
+        )
+        limit = _context_limit(self.model.config)
+        if limit is not None and prompt_length + max_new_tokens > limit:
+            if requested:
+                logger.warning(
+                    f"Generating at most {limit - prompt_length} tokens instead of {max_new_tokens}: the prompt "
+                    f"takes {prompt_length} of the model's {limit} positions."
+                )
+            max_new_tokens = limit - prompt_length
+        generate_kwargs["max_new_tokens"] = max_new_tokens
+        generation_config = generate_kwargs.get("generation_config", self.model.generation_config)
+        if generation_config.pad_token_id is None:
+            generate_kwargs.setdefault("pad_token_id", self.tokenizer.pad_token_id)
+        if generation_config.eos_token_id is None:
+            generate_kwargs.setdefault("eos_token_id", self.tokenizer.eos_token_id)
+        output_ids = self.model.generate(
+            input_ids=input_ids, attention_mask=model_inputs["attention_mask"], **generate_kwargs
+        )
+        new_tokens = output_ids[:, prompt_length:]
+        # (batch, sequences per input, tokens), so the batch splits into one item per input.
+        return {"output_ids": new_tokens.reshape(input_ids.shape[0], -1, new_tokens.shape[-1])}
+
+    def postprocess(self, model_outputs, return_tensors=False, clean_up_tokenization_spaces=None):
+        records = []
+        for token_ids in model_outputs["output_ids"][0]:
+            if return_tensors:
+                records.append({f"{self.output_key}_token_ids": token_ids})
+            else:
+                text = self.tokenizer.decode(
+                    token_ids, skip_special_tokens=True, clean_up_tokenization_spaces=clean_up_tokenization_spaces
+                )
+                records.append({f"{self.output_key}_text": text})
+        return records
+
+
+class TinyLMTranslationPipeline(TinyLMGenerationPipeline):
+    """`pipeline("translation", model=...)` for hf_tinylm causal LMs trained to translate: `[{"translation_text"}]`.
+
+    When the model was trained on several language pairs, `src_lang` and `tgt_lang` choose one (either alone is
+    enough when it identifies a single pair).
+    """
+
+    task_format = "translation"
+    output_key = "translation"
+    default_max_new_tokens = 128
+    prompt_parameters = ("src_lang", "tgt_lang")
+
+    def _prompt_args(self, src_lang=None, tgt_lang=None) -> dict:
+        pairs = language_pairs(self.settings)
+        if not pairs and src_lang is None and tgt_lang is None:
+            return {}
+        matches = [pair for pair in pairs if src_lang in (None, pair[0]) and tgt_lang in (None, pair[1])]
+        known = ", ".join(f"{src}->{tgt}" for src, tgt in pairs) or "none (it was trained without language tags)"
+        if not matches:
+            raise ValueError(f"This model was not trained to translate {src_lang}->{tgt_lang}; its pairs: {known}.")
+        if len(matches) > 1:
+            raise ValueError(f"This model translates {known}: choose one with `src_lang` and `tgt_lang`.")
+        return dict(zip(("src_lang", "tgt_lang"), matches[0]))
+
+
+class TinyLMSummarizationPipeline(TinyLMGenerationPipeline):
+    """`pipeline("summarization", model=...)` for hf_tinylm causal LMs trained to summarize: `[{"summary_text"}]`."""
+
+    task_format = "summarization"
+    output_key = "summary"
+    default_max_new_tokens = 128
+
+
+class TinyLMQuestionAnsweringPipeline(ChunkPipeline):
+    """`pipeline("question-answering", model=...)` for hf_tinylm `...ForQuestionAnswering` models.
+
+    Returns `{"score", "start", "end", "answer"}` with `answer == context[start:end]` (a list of `top_k` such dicts
+    when `top_k > 1`). A context longer than `max_seq_len` tokens (with the question) is read in windows that
+    overlap by `doc_stride` tokens, each repeating the question; answers from all windows compete, scored as
+    P(start) * P(end) within their window. `max_answer_len` bounds an answer in tokens; with
+    `handle_impossible_answer=True` the empty answer (start = end = 0) competes too. Needs a fast tokenizer, whose
+    offsets map tokens back to characters.
+    """
+
+    _load_tokenizer = True
+    _load_processor = False
+    _load_image_processor = False
+    _load_feature_extractor = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _check_trained_for(self.model, "qa", "question-answering")
+        architectures = self.model.config.architectures or []
+        if not type(self.model).__name__.endswith("ForQuestionAnswering") or (
+            architectures and not any(name.endswith("ForQuestionAnswering") for name in architectures)
+        ):
+            raise ValueError(
+                "The question-answering pipeline reads answer spans from a `...ForQuestionAnswering` head, but this "
+                f"checkpoint holds {architectures or type(self.model).__name__}. A causal LM trained for 'qa' "
+                "answers through pipeline('text-generation') with the task_formats prompt."
+            )
+        if not self.tokenizer.is_fast:
+            raise ValueError("The question-answering pipeline needs a fast tokenizer, for its character offsets.")
+
+    def __call__(self, *args, **kwargs):
+        """Answer `question=` and `context=` (strings; lists of equal length; or several questions about one
+        context), a `{"question", "context"}` dict, a list of them, a dataset with those columns, or a generator of
+        them (streamed). `pipe(question, context)` works too."""
+        if len(args) == 2:
+            kwargs["question"], kwargs["context"] = args
+            args = ()
+        if args:
+            (inputs,) = args
+            if isinstance(inputs, tuple):
+                inputs = list(inputs)
+            elif not isinstance(inputs, (collections.abc.Mapping, list)) and isinstance(
+                inputs, collections.abc.Iterable
+            ):
+                inputs = (example for example in inputs)  # a `datasets.Dataset` or any iterable: stream its rows
+            return super().__call__(inputs, **kwargs)
+        question, context = kwargs.pop("question", None), kwargs.pop("context", None)
+        if isinstance(question, str) and isinstance(context, str):
+            return super().__call__({"question": question, "context": context}, **kwargs)
+        questions = [question] if isinstance(question, str) else question
+        contexts = [context] * len(questions) if isinstance(context, str) else context
+        if not isinstance(questions, list) or not isinstance(contexts, list) or len(questions) != len(contexts):
+            raise ValueError("Pass `question` and `context` as strings, or as lists of the same length.")
+        return super().__call__([{"question": q, "context": c} for q, c in zip(questions, contexts)], **kwargs)
+
+    def _sanitize_parameters(
+        self, top_k=None, doc_stride=None, max_answer_len=None, max_seq_len=None, handle_impossible_answer=None
+    ):
+        preprocess_params = {}
+        if doc_stride is not None:
+            preprocess_params["doc_stride"] = doc_stride
+        if max_seq_len is not None:
+            preprocess_params["max_seq_len"] = max_seq_len
+        postprocess_params = {}
+        for name, value in (("top_k", top_k), ("max_answer_len", max_answer_len)):
+            if value is not None:
+                if value < 1:
+                    raise ValueError(f"`{name}` must be at least 1, got {value}.")
+                postprocess_params[name] = value
+        if handle_impossible_answer is not None:
+            postprocess_params["handle_impossible_answer"] = handle_impossible_answer
+        return preprocess_params, {}, postprocess_params
+
+    def preprocess(self, example, doc_stride=None, max_seq_len=None):
+        if not isinstance(example, collections.abc.Mapping) or "question" not in example or "context" not in example:
+            raise TypeError(f"Each question-answering input needs a question and a context, got {example!r}.")
+        context = example["context"]
+        if not isinstance(context, str) or not context.strip():
+            raise ValueError("Question answering needs a non-empty context.")
+        question = build_qa_question(example["question"])
+        limit = _context_limit(self.model.config)
+        max_seq_len = max_seq_len or min(384, limit or 384)
+        if limit is not None and max_seq_len > limit:
+            raise ValueError(f"`max_seq_len` ({max_seq_len}) is more than this model reads ({limit} tokens).")
+        room = max_seq_len - len(self.tokenizer(question, add_special_tokens=False)["input_ids"])
+        if room < 1:
+            raise ValueError(f"The question alone fills `max_seq_len` ({max_seq_len} tokens); shorten it.")
+        doc_stride = min(128, room // 2) if doc_stride is None else doc_stride
+        if not 0 <= doc_stride < room:
+            raise ValueError(
+                f"`doc_stride` ({doc_stride}) must be smaller than the {room} context tokens a window holds next to "
+                "this question."
+            )
+        encoded = self.tokenizer(
+            question,
+            context,
+            truncation="only_second",
+            max_length=max_seq_len,
+            stride=doc_stride,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+            add_special_tokens=False,  # exactly the text training read
+        )
+        num_windows = len(encoded["input_ids"])
+        for index in range(num_windows):
+            # Character spans of the context tokens that can start or end an answer; None elsewhere, including
+            # whitespace-only tokens, so answers never begin or end with a space.
+            offsets = [
+                (start, end) if sequence == 1 and context[start:end].strip() else None
+                for (start, end), sequence in zip(encoded["offset_mapping"][index], encoded.sequence_ids(index))
+            ]
+            yield {
+                "input_ids": torch.tensor([encoded["input_ids"][index]]),
+                "attention_mask": torch.tensor([encoded["attention_mask"][index]]),
+                "p_mask": torch.tensor([[offset is None for offset in offsets]]),
+                "offsets": offsets,
+                "context": context,
+                "is_last": index == num_windows - 1,
+            }
+
+    def _forward(self, inputs):
+        attention_mask = inputs["attention_mask"]
+        output = self.model(
+            input_ids=inputs["input_ids"],
+            attention_mask=attention_mask,
+            position_ids=(attention_mask.cumsum(-1) - 1).clamp(min=0),  # the same positions however it is padded
+            use_cache=False,
+        )
+        return {
+            "start_logits": output.start_logits,
+            "end_logits": output.end_logits,
+            **{key: inputs[key] for key in ("attention_mask", "p_mask", "offsets", "context", "is_last")},
+        }
+
+    def postprocess(self, windows, top_k=1, max_answer_len=15, handle_impossible_answer=False):
+        best = {}  # (start, end) in characters -> best score over the windows
+        null_score = None
+        for window in windows:
+            tokens = window["attention_mask"][0].bool()  # drop padding, so positions match `offsets`
+            allowed = ~window["p_mask"][0][tokens].bool()
+            if handle_impossible_answer:
+                allowed[QA_NO_ANSWER_INDEX] = True
+            start, end = (
+                window[name][0][tokens].float().masked_fill(~allowed, float("-inf")).softmax(-1)
+                for name in ("start_logits", "end_logits")
+            )
+            if handle_impossible_answer:
+                score = (start[QA_NO_ANSWER_INDEX] * end[QA_NO_ANSWER_INDEX]).item()
+                null_score = score if null_score is None else min(null_score, score)
+                start[QA_NO_ANSWER_INDEX] = end[QA_NO_ANSWER_INDEX] = 0.0
+            # Score every span with start <= end < start + max_answer_len.
+            spans = (start[:, None] * end[None, :]).triu().tril(max_answer_len - 1)
+            scores, indices = spans.flatten().topk(min(top_k, spans.numel()))
+            offsets = window["offsets"]
+            for score, index in zip(scores.tolist(), indices.tolist()):
+                if score > 0:
+                    first, last = divmod(index, spans.shape[1])
+                    span = (offsets[first][0], offsets[last][1])
+                    best[span] = max(score, best.get(span, 0.0))
+        context = windows[0]["context"]
+        answers = [
+            {"score": score, "start": start, "end": end, "answer": context[start:end]}
+            for (start, end), score in best.items()
+        ]
+        if handle_impossible_answer:
+            answers.append({"score": null_score, "start": 0, "end": 0, "answer": ""})
+        answers = sorted(answers, key=lambda answer: answer["score"], reverse=True)[:top_k]
+        return answers[0] if top_k == 1 else answers
+
+
+# task -> (pipeline class, the Auto class that loads its model)
+PIPELINES = {
+    "translation": (TinyLMTranslationPipeline, "AutoModelForCausalLM"),
+    "summarization": (TinyLMSummarizationPipeline, "AutoModelForCausalLM"),
+    "question-answering": (TinyLMQuestionAnsweringPipeline, "AutoModelForQuestionAnswering"),
+}
+
+
+def custom_pipelines() -> dict:
+    """The `config.custom_pipelines` entry through which `pipeline(task, model=folder, trust_remote_code=True)` finds
+    these classes in the copy of this file saved beside the model."""
+    module = __name__.rsplit(".", 1)[-1]
+    return {task: {"impl": f"{module}.{cls.__name__}", "pt": [auto]} for task, (cls, auto) in PIPELINES.items()}
