@@ -1,0 +1,103 @@
+"""Scores beyond the evaluation loss: token-weighted perplexity, metrics of generated text, extractive answers.
+
+Generated predictions come from `model.generate` with the model's own generation config and the prompts training
+used, which is what the pipelines do too, so the scores describe what users of the saved model get.
+"""
+
+import collections
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from .data import IGNORE_INDEX, prompt_ids
+from .metrics import load_metric
+
+# The metrics each generation task reports (computed by the `evaluate` modules in hf_tinylm/metrics).
+GENERATION_METRICS = {"translation": ("bleu", "chrf"), "summarization": ("rouge",), "qa": ("squad",)}
+
+
+def sequence_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Each sequence's summed negative log-likelihood and number of predicted tokens, shape (batch, 2).
+
+    Given to `Trainer` as `preprocess_logits_for_metrics`, so evaluation gathers two numbers per sequence instead of
+    the logits, and perplexity can weight every token equally (the eval loss weights sequences).
+    """
+    targets = labels[:, 1:]
+    nll = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets, ignore_index=IGNORE_INDEX, reduction="none")
+    return torch.stack([nll.sum(-1), (targets != IGNORE_INDEX).sum(-1).to(nll.dtype)], dim=-1)
+
+
+def compute_perplexity(eval_prediction) -> dict:
+    """`Trainer`'s `compute_metrics` for causal models, from `sequence_nll`'s output."""
+    nll_sums, token_counts = np.asarray(eval_prediction.predictions).T
+    result = load_metric("perplexity").compute(
+        nll_sums=nll_sums.tolist(), token_counts=token_counts.astype(int).tolist()
+    )
+    return {"perplexity": result["perplexity"]}
+
+
+@torch.no_grad()
+def generate_predictions(model, tokenizer, examples, data_args, batch_size: int) -> list[str]:
+    """The model's output for each task example, generated with `model.generation_config` from the training prompts."""
+    model.eval()
+    predictions = []
+    for batch in examples.iter(batch_size):
+        inputs = tokenizer.pad(
+            {"input_ids": prompt_ids(batch, tokenizer, data_args)}, padding_side="left", return_tensors="pt"
+        ).to(model.device)
+        outputs = model.generate(**inputs)
+        predictions += tokenizer.batch_decode(outputs[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+    return [prediction.strip() for prediction in predictions]
+
+
+def score_predictions(task: str, predictions: list[str], references: list[list[str]]) -> dict:
+    """The task's metrics (BLEU and chrF, ROUGE, or SQuAD EM/F1) of predictions against their references."""
+    scores = {}
+    for name in GENERATION_METRICS[task]:
+        result = load_metric(name).compute(predictions=predictions, references=references)
+        scores.update({key: value for key, value in result.items() if not isinstance(value, list)})
+    return scores
+
+
+def extractive_answers(examples, features, start_logits, end_logits, n_best_size: int, max_answer_length: int):
+    """The best-scoring span of each example's context over all its windows (run_qa.py's post-processing, SQuAD v1.1:
+    every question has an answer).
+
+    A span is a start and an end among each window's `n_best_size` highest logits, both on context tokens, in order
+    and at most `max_answer_length` tokens long; its score is the sum of the two logits.
+    """
+    windows = collections.defaultdict(list)
+    for index, example_id in enumerate(features["example_id"]):
+        windows[example_id].append(index)
+    offset_mappings = list(features["offset_mapping"])
+    answers = []
+    for example_id, context in zip(examples["id"], examples["context"]):
+        best_score, best_answer = -np.inf, ""
+        for index in windows[example_id]:
+            offsets = offset_mappings[index]
+            starts = np.argsort(start_logits[index])[::-1][:n_best_size]
+            ends = np.argsort(end_logits[index])[::-1][:n_best_size]
+            for start in starts:
+                for end in ends:
+                    if not 0 <= end - start < max_answer_length:
+                        continue
+                    # Logits are padded past each window's length, and only context tokens have offsets.
+                    if end >= len(offsets) or offsets[start] is None or offsets[end] is None:
+                        continue
+                    score = start_logits[index][start] + end_logits[index][end]
+                    if score > best_score:
+                        best_score, best_answer = score, context[offsets[start][0] : offsets[end][1]]
+        answers.append(best_answer)
+    return answers
+
+
+@torch.no_grad()
+def sample_text(model, tokenizer, prompt: str, max_new_tokens: int) -> str:
+    """A sampled continuation of `prompt` (temperature 0.8, top-k 50), to see what the model has learned."""
+    model.eval()
+    inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
+    output = model.generate(
+        **inputs, do_sample=True, temperature=0.8, top_k=50, num_beams=1, max_new_tokens=max_new_tokens
+    )
+    return tokenizer.decode(output[0], skip_special_tokens=True)

@@ -1,0 +1,538 @@
+"""The training command behind `train.py`: arguments -> data -> tokenizer -> model -> `Trainer` -> scores -> folder.
+
+It follows transformers' example scripts (run_clm.py, run_translation.py, run_summarization.py, run_qa.py): the same
+argument names, one `HfArgumentParser` over model, data and training dataclasses, and `Trainer` (Accelerate
+underneath), so the same command runs in one process, under `torchrun` or under `accelerate launch`.
+"""
+
+import dataclasses
+import importlib.util
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import torch
+import transformers
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForQuestionAnswering,
+    AutoTokenizer,
+    DataCollatorForSeq2Seq,
+    DataCollatorWithPadding,
+    EarlyStoppingCallback,
+    HfArgumentParser,
+    Trainer,
+    TrainingArguments,
+    default_data_collator,
+    set_seed,
+)
+from transformers.integrations import is_tensorboard_available
+from transformers.trainer_utils import IntervalStrategy, get_last_checkpoint
+
+from . import data, evaluation
+from .configuration_tiny_attention import TinyAttentionConfig
+from .configuration_tiny_rnn import RECURRENT_CELLS, TinyRNNConfig
+from .hub import write_model_card
+from .task_formats import CONFIG_KEY, task_settings
+from .tokenization import TOKENIZER_TYPES, add_missing_special_tokens, train_tokenizer
+
+logger = logging.getLogger(__name__)
+
+ARCHITECTURES = {"attention": TinyAttentionConfig, "rnn": TinyRNNConfig}
+# Starting points; --config_overrides changes any config field.
+SIZE_PRESETS = {
+    "attention": {
+        "tiny": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2},
+        "small": {"hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4},
+        "base": {"hidden_size": 256, "num_hidden_layers": 6, "num_attention_heads": 8},
+    },
+    "rnn": {
+        "tiny": {"hidden_size": 64, "num_hidden_layers": 1},
+        "small": {"hidden_size": 256, "num_hidden_layers": 2},
+        "base": {"hidden_size": 512, "num_hidden_layers": 3},
+    },
+}
+
+
+def _describe_presets() -> str:
+    return "; ".join(
+        f"{arch} {size}: " + ", ".join(f"{key}={value}" for key, value in preset.items())
+        for arch, presets in SIZE_PRESETS.items()
+        for size, preset in presets.items()
+    )
+
+
+@dataclass
+class ModelArguments:
+    """The model to train: a new one (architecture, size, tokenizer) or a saved one to continue from."""
+
+    _argument_group_name = "model and tokenizer"
+
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Continue training this saved model (folder or Hub id), with its tokenizer. Without it a new "
+            "model is built from --arch and --model_size."
+        },
+    )
+    arch: str = field(
+        default="attention",
+        metadata={"help": "New model's family: self-attention decoder or recurrent.", "choices": list(ARCHITECTURES)},
+    )
+    cell: str = field(
+        default="lstm", metadata={"help": "--arch rnn: the recurrent cell.", "choices": list(RECURRENT_CELLS)}
+    )
+    model_size: str = field(
+        default="small",
+        metadata={"help": f"New model's size preset ({_describe_presets()}).", "choices": ["tiny", "small", "base"]},
+    )
+    config_overrides: str | None = field(
+        default=None,
+        metadata={
+            "help": "Config values over the preset or the saved config, e.g. "
+            "'hidden_size=96,num_hidden_layers=3,hidden_dropout=0.1'."
+        },
+    )
+    tokenizer_name: str | None = field(
+        default=None, metadata={"help": "Reuse this tokenizer (folder or Hub id) instead of training one."}
+    )
+    tokenizer_type: str = field(
+        default="bpe",
+        metadata={
+            "help": "Tokenizer trained on the training data: byte-level BPE, or characters (with byte fallback for "
+            "characters it has not seen; good for small corpora like Tiny Shakespeare).",
+            "choices": list(TOKENIZER_TYPES),
+        },
+    )
+    vocab_size: int = field(
+        default=2048, metadata={"help": "Vocabulary size of the trained tokenizer (for 'char', an upper bound)."}
+    )
+    cache_dir: str | None = field(default=None, metadata={"help": "Where downloaded models and datasets are cached."})
+
+
+@dataclass
+class TinyLMTrainingArguments(TrainingArguments):
+    """`TrainingArguments` with defaults for training a small model from scratch, plus early stopping.
+
+    The library defaults suit fine-tuning large pretrained models (learning rate 5e-5, logs every 500 steps); a
+    small model learning from nothing wants a larger learning rate with warmup and decay, and runs short enough
+    that logs and evaluations should come as fractions of the run. Epochs and batch size are what the no-argument
+    run (the CPython documentation, a few minutes on two CPU cores) needs.
+    """
+
+    output_dir: str | None = field(
+        default="outputs/tinylm-{name}",
+        metadata={
+            "help": "Where the model, checkpoints and results go. {name} becomes <arch>-<data> for lm and "
+            "<arch>-<task>-<data> for the other tasks, <data> being the dataset or file name ('pydoc' for the "
+            "built-in corpus)."
+        },
+    )
+    num_train_epochs: float = field(default=8.0, metadata={"help": "Passes over the training data."})
+    per_device_train_batch_size: int = field(default=8, metadata={"help": "Batch size per process for training."})
+    learning_rate: float = field(default=2e-3, metadata={"help": "Peak learning rate of AdamW."})
+    weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay."})
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule after warmup."})
+    warmup_steps: float = field(default=0.05, metadata={"help": "Warmup steps (a number below 1 is a fraction)."})
+    logging_steps: float = field(
+        default=0.02, metadata={"help": "Log every N steps (below 1: a fraction of the run)."}
+    )
+    eval_strategy: str = field(default="steps", metadata={"help": "When to evaluate: 'no', 'steps' or 'epoch'."})
+    eval_steps: float | None = field(default=0.1, metadata={"help": "Evaluate every N steps (below 1: a fraction)."})
+    save_steps: float = field(default=0.1, metadata={"help": "Checkpoint every N steps (below 1: a fraction)."})
+    save_total_limit: int | None = field(
+        default=2, metadata={"help": "Checkpoints to keep (the best is always kept)."}
+    )
+    ddp_find_unused_parameters: bool | None = field(
+        default=False, metadata={"help": "Let DDP look for parameters without gradients (hf_tinylm models have none)."}
+    )
+    report_to: None | str | list[str] = field(
+        default=None, metadata={"help": "Loggers to report to (default: tensorboard when installed, else none)."}
+    )
+    resume_from_checkpoint: str | None = field(
+        default=None,
+        metadata={
+            "help": "Resume an interrupted run from this checkpoint folder, or 'last' for the newest in output_dir."
+        },
+    )
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata={
+            "help": "Stop after this many evaluations without improving --metric_for_best_model (default: eval "
+            "loss), and end with the best checkpoint's weights."
+        },
+    )
+
+    def __post_init__(self):
+        if not torch.accelerator.is_available():
+            # Said explicitly, so processes started by torchrun or accelerate form one gloo group instead of each
+            # training alone; and pinning memory only speeds up copies to an accelerator (it warns without one).
+            self.use_cpu = True
+            self.dataloader_pin_memory = False
+        if self.report_to is None:
+            self.report_to = "tensorboard" if is_tensorboard_available() else "none"
+        if self.early_stopping_patience is not None:
+            if self.eval_strategy == "no":
+                raise ValueError("--early_stopping_patience needs evaluations: set --eval_strategy steps or epoch.")
+            self.load_best_model_at_end = True
+        super().__post_init__()
+
+
+def parse_args(argv: list[str] | None = None):
+    """(model, data, training) arguments from the command line, or from a single .json/.yaml file of them."""
+    parser = HfArgumentParser(
+        (ModelArguments, data.DataArguments, TinyLMTrainingArguments),
+        description="Train an hf_tinylm model. Without arguments: a small attention LM on the CPython docs.",
+    )
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        return parser.parse_json_file(argv[0])
+    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
+        return parser.parse_yaml_file(argv[0])
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return run(*parse_args(argv))
+
+
+def run(
+    model_args: ModelArguments, data_args: data.DataArguments, training_args: TinyLMTrainingArguments, callbacks=()
+):
+    """Train and evaluate, save the model folder, and return the final evaluation metrics.
+
+    `callbacks` are extra `TrainerCallback`s for the run.
+    """
+    _setup_logging(training_args)
+    training_args.output_dir = _fill_output_dir(training_args.output_dir, model_args, data_args)
+    checkpoint = _resume_checkpoint(training_args)
+    set_seed(training_args.seed)
+
+    with training_args.main_process_first(desc="loading the data"):
+        examples = data.task_examples(data.load_raw_datasets(data_args, model_args.cache_dir), data_args)
+    tokenizer = _load_or_train_tokenizer(model_args, data_args, training_args, examples["train"], checkpoint)
+    model = _build_model(model_args, data_args, tokenizer)
+    with training_args.main_process_first(desc="tokenizing the data"):
+        features = _features(examples, tokenizer, data_args)
+
+    if "validation" not in features:
+        if training_args.early_stopping_patience is not None:
+            raise ValueError("--early_stopping_patience needs validation data; set --validation_split_percentage.")
+        training_args.eval_strategy = IntervalStrategy.NO  # nothing to evaluate on
+    extractive = _is_extractive(data_args)
+    if data_args.task == "lm":
+        collator = default_data_collator
+    elif extractive:
+        collator = DataCollatorWithPadding(tokenizer)
+    else:
+        collator = DataCollatorForSeq2Seq(
+            tokenizer, pad_to_multiple_of=8 if training_args.fp16 or training_args.bf16 else None
+        )
+    callbacks = list(callbacks)
+    if training_args.early_stopping_patience is not None:
+        callbacks.append(EarlyStoppingCallback(training_args.early_stopping_patience))
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=features["train"],
+        eval_dataset=features.get("validation"),
+        processing_class=tokenizer,
+        data_collator=collator,
+        compute_metrics=None if extractive else evaluation.compute_perplexity,
+        preprocess_logits_for_metrics=None if extractive else evaluation.sequence_nll,
+        callbacks=callbacks,
+    )
+
+    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    model.config.use_cache = True  # Trainer turned the cache off for training; generation wants it
+    trainer.save_model()
+    trainer.log_metrics("train", train_result.metrics)
+    trainer.save_metrics("train", train_result.metrics)
+    trainer.save_state()
+
+    metrics = _evaluate(trainer, tokenizer, examples, features, data_args) if "validation" in features else {}
+    if trainer.is_world_process_zero():
+        _report(trainer, tokenizer, model_args, data_args, metrics)
+    return metrics
+
+
+def _setup_logging(training_args: TrainingArguments) -> None:
+    """This module reports its steps on the main process; transformers and datasets log at --log_level (warnings by
+    default, so the progress bars and results stay readable)."""
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%m/%d/%Y %H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    log_level = training_args.get_process_log_level()
+    logger.setLevel(logging.INFO if training_args.should_log else log_level)
+    datasets.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.enable_explicit_format()
+
+
+def _fill_output_dir(template: str, model_args: ModelArguments, data_args: data.DataArguments) -> str:
+    task = {"lm": [], "qa": ["qa", data_args.qa_mode]}.get(data_args.task, [data_args.task])
+    name = "-".join([model_args.arch, *task, _data_name(data_args, readable=False)])
+    return template.replace("{name}", name)
+
+
+def _data_name(data_args: data.DataArguments, readable: bool) -> str:
+    """The training data's name: for the model card (`readable`), or short, for the output folder."""
+    if data_args.dataset_name:
+        return data_args.dataset_name if readable else data_args.dataset_name.rsplit("/", 1)[-1]
+    if data_args.train_file:
+        return Path(data_args.train_file).name if readable else Path(data_args.train_file).stem
+    return "the CPython documentation (pydoc_data.topics)" if readable else "pydoc"
+
+
+def _resume_checkpoint(training_args: TrainingArguments) -> str | None:
+    checkpoint = training_args.resume_from_checkpoint
+    if checkpoint == "last":
+        checkpoint = get_last_checkpoint(training_args.output_dir) if Path(training_args.output_dir).is_dir() else None
+        if checkpoint is None:
+            raise ValueError(f"--resume_from_checkpoint last: no checkpoint in {training_args.output_dir}.")
+    elif checkpoint is not None and not Path(checkpoint).is_dir():
+        raise FileNotFoundError(f"Checkpoint folder {checkpoint} does not exist.")
+    if checkpoint is not None:
+        logger.info(f"Resuming from {checkpoint}")
+    return checkpoint
+
+
+def _is_extractive(data_args: data.DataArguments) -> bool:
+    return data_args.task == "qa" and data_args.qa_mode == "extractive"
+
+
+def _load_or_train_tokenizer(model_args, data_args, training_args, train_examples, checkpoint):
+    """The checkpoint's tokenizer when resuming; else the named or saved model's; else one trained on the data.
+
+    A trained tokenizer is trained once, by the main process, and saved to the output folder for the others."""
+    source = checkpoint or model_args.tokenizer_name or model_args.model_name_or_path
+    if source is not None:
+        return AutoTokenizer.from_pretrained(source, cache_dir=model_args.cache_dir)
+    with training_args.main_process_first(desc="training the tokenizer"):
+        if training_args.local_process_index == 0:
+            logger.info(f"Training a {model_args.tokenizer_type} tokenizer on the training data")
+            texts = data.training_texts(train_examples, data_args.task)
+            tokenizer = train_tokenizer(texts, model_args.tokenizer_type, model_args.vocab_size)
+            tokenizer.save_pretrained(training_args.output_dir)
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(training_args.output_dir)
+    return tokenizer
+
+
+def _parse_overrides(overrides: str | None, config_class) -> dict:
+    """'a=1,b=0.5,c=gelu' -> {"a": 1, "b": 0.5, "c": "gelu"}, each key checked against the config's fields."""
+    if not overrides:
+        return {}
+    known = {f.name for f in dataclasses.fields(config_class)}
+    values = {}
+    for item in overrides.split(","):
+        key, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or key not in known:
+            raise ValueError(
+                f"--config_overrides: {item!r} is not 'field=value' for a {config_class.__name__} field "
+                f"({', '.join(sorted(known))})."
+            )
+        try:
+            values[key] = json.loads(value)
+        except json.JSONDecodeError:
+            values[key] = value
+    return values
+
+
+def _build_model(model_args: ModelArguments, data_args: data.DataArguments, tokenizer):
+    """A new model sized for the tokenizer and the task's longest sequence, or the saved one, with its task settings.
+
+    A saved model whose vocabulary is smaller than the tokenizer was trained with another tokenizer: refused. When
+    a reused tokenizer lacks hf_tinylm's special tokens they are added, and a saved model's embeddings grow to match.
+    """
+    auto_class = AutoModelForQuestionAnswering if _is_extractive(data_args) else AutoModelForCausalLM
+    if model_args.model_name_or_path:
+        config = AutoConfig.from_pretrained(model_args.model_name_or_path, cache_dir=model_args.cache_dir)
+        if len(tokenizer) > config.vocab_size:
+            raise ValueError(
+                f"The tokenizer has {len(tokenizer)} tokens but {model_args.model_name_or_path} has a vocabulary of "
+                f"{config.vocab_size}: it was trained with another tokenizer. Pass the model's own tokenizer."
+            )
+        for key, value in _parse_overrides(model_args.config_overrides, type(config)).items():
+            setattr(config, key, value)
+        model = auto_class.from_pretrained(
+            model_args.model_name_or_path, config=config, cache_dir=model_args.cache_dir
+        )
+        if add_missing_special_tokens(tokenizer):
+            model.resize_token_embeddings(len(tokenizer))
+    else:
+        add_missing_special_tokens(tokenizer)
+        config_class = ARCHITECTURES[model_args.arch]
+        settings = dict(SIZE_PRESETS[model_args.arch][model_args.model_size])
+        if model_args.arch == "rnn":
+            settings["cell"] = model_args.cell
+        else:
+            settings["max_position_embeddings"] = _longest_sequence(data_args)
+        settings.update(
+            vocab_size=len(tokenizer),
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        settings.update(_parse_overrides(model_args.config_overrides, config_class))
+        model = auto_class.from_config(config_class(**settings))
+    logger.info(f"{type(model).__name__}: {model.num_parameters():,} parameters")
+
+    task_args = {"mode": data_args.qa_mode} if data_args.task == "qa" else {}
+    if data_args.task == "translation":
+        task_args.update(src_lang=data_args.source_lang, tgt_lang=data_args.target_lang)
+    model.config.task_specific_params = {
+        **(getattr(model.config, "task_specific_params", None) or {}),
+        CONFIG_KEY: task_settings(data_args.task, **task_args),
+    }
+    if model.can_generate():
+        generation = model.generation_config
+        generation.pad_token_id, generation.bos_token_id = tokenizer.pad_token_id, tokenizer.bos_token_id
+        generation.eos_token_id = tokenizer.eos_token_id
+        generation.use_cache = True
+        if data_args.task != "lm":  # the settings evaluation generates with, and pipelines default to
+            generation.max_new_tokens = data_args.max_new_tokens or data_args.max_target_length
+            generation.num_beams = data_args.num_beams
+            generation.do_sample = False
+    return model
+
+
+def _longest_sequence(data_args: data.DataArguments) -> int:
+    """The most tokens one training or generation sequence holds, which the attention model must accept."""
+    if data_args.task == "lm":
+        return data_args.block_size
+    if _is_extractive(data_args):
+        return data_args.max_seq_length
+    return data_args.max_source_length + max(data_args.max_target_length, data_args.max_new_tokens or 0)
+
+
+def _features(examples, tokenizer, data_args: data.DataArguments):
+    if data_args.task == "lm":
+        return data.lm_features(examples, tokenizer, data_args)
+    if not _is_extractive(data_args):
+        return data.generation_features(examples, tokenizer, data_args)
+    return datasets.DatasetDict(
+        {
+            split: data.extractive_qa_features(dataset, tokenizer, data_args, for_evaluation=split != "train")
+            for split, dataset in examples.items()
+        }
+    )
+
+
+def _evaluate(trainer: Trainer, tokenizer, examples, features, data_args: data.DataArguments) -> dict:
+    """Loss and perplexity (span loss for extractive QA), then the task's metrics on predicted answers or texts."""
+    validation = examples["validation"]
+    if _is_extractive(data_args):
+        output = trainer.predict(features["validation"], metric_key_prefix="eval")
+        metrics = output.metrics
+        answers = evaluation.extractive_answers(
+            validation, features["validation"], *output.predictions, data_args.n_best_size, data_args.max_answer_length
+        )
+        metrics.update(
+            {
+                f"eval_{k}": v
+                for k, v in evaluation.score_predictions("qa", answers, list(validation["answers"])).items()
+            }
+        )
+    else:
+        metrics = trainer.evaluate()
+        if data_args.task != "lm" and trainer.is_world_process_zero():
+            batch_size = trainer.args.per_device_eval_batch_size
+            predictions = evaluation.generate_predictions(trainer.model, tokenizer, validation, data_args, batch_size)
+            references = list(validation["answers" if data_args.task == "qa" else "references"])
+            scores = evaluation.score_predictions(data_args.task, predictions, references)
+            metrics.update({f"eval_{key}": value for key, value in scores.items()})
+            source = validation[0]["question" if data_args.task == "qa" else "source"]
+            print(f"\nExample: {source!r}\n  reference:  {references[0][0]!r}\n  prediction: {predictions[0]!r}")
+    trainer.log_metrics("eval", metrics)
+    trainer.save_metrics("eval", metrics)
+    return metrics
+
+
+def plot_loss_curve(log_history: list[dict], path: Path) -> bool:
+    """Training and validation loss against optimizer steps, as a PNG; False when matplotlib is not installed."""
+    if importlib.util.find_spec("matplotlib") is None:
+        logger.warning("matplotlib is not installed: no loss curve (pip install 'hf_tinylm[plots]').")
+        return False
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 4))
+    axes = figure.subplots()
+    for key, label in (("loss", "training"), ("eval_loss", "validation")):
+        points = [(entry["step"], entry[key]) for entry in log_history if key in entry]
+        if points:
+            axes.plot(*zip(*points), marker="o" if key == "eval_loss" else None, label=label)
+    axes.set_xlabel("optimizer step")
+    axes.set_ylabel("loss")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    return True
+
+
+def _report(trainer: Trainer, tokenizer, model_args, data_args, metrics: dict) -> None:
+    """Loss curve, model card and, for a language model, a sample; then where everything is."""
+    folder = Path(trainer.args.output_dir)
+    if data_args.task == "lm":
+        model = trainer.model
+        prompt_length = len(tokenizer(data_args.sample_prompt, add_special_tokens=False)["input_ids"])
+        max_new_tokens = data_args.max_new_tokens or 200
+        limit = getattr(model.config, "max_position_embeddings", None)
+        if limit is not None:
+            max_new_tokens = min(max_new_tokens, limit - prompt_length)
+        sample = evaluation.sample_text(model, tokenizer, data_args.sample_prompt, max_new_tokens)
+        print(f"\nSample (temperature 0.8, top-k 50):\n{sample}\n")
+    lines = [("model, tokenizer, generation config", folder)]
+    if metrics:
+        lines.append(("evaluation results", folder / "eval_results.json"))
+    if plot_loss_curve(trainer.state.log_history, folder / "loss_curve.png"):
+        lines.append(("loss curve", folder / "loss_curve.png"))
+    write_model_card(
+        folder,
+        eval_results=metrics or None,
+        training_args=_reported_hyperparameters(trainer, model_args, data_args),
+        dataset_name=_data_name(data_args, readable=True),
+        task=data_args.task,
+        base_model=model_args.model_name_or_path,
+        eval_split="validation" if metrics else None,
+    )
+    lines.append(("model card", folder / "README.md"))
+    if "tensorboard" in trainer.args.report_to:
+        lines.append(("TensorBoard logs", folder / "runs"))
+    if "eval_perplexity" in metrics:
+        print(f"Validation perplexity: {metrics['eval_perplexity']:.2f}")
+    width = max(len(what) for what, _ in lines)
+    print("\n".join(f"{what:<{width}}  {where}" for what, where in lines))
+
+
+def _reported_hyperparameters(trainer: Trainer, model_args: ModelArguments, data_args: data.DataArguments) -> dict:
+    """What the model card lists about how the model was trained."""
+    args = trainer.args
+    reported = {
+        "tokenizer": model_args.tokenizer_name
+        or model_args.model_name_or_path
+        or f"{model_args.tokenizer_type}, trained on the training data",
+        "optimizer steps": trainer.state.global_step,
+        "batch size (all processes, with accumulation)": args.train_batch_size
+        * args.gradient_accumulation_steps
+        * args.world_size,
+        "learning rate": args.learning_rate,
+        "schedule": f"{args.lr_scheduler_type.value}, {args.get_warmup_steps(trainer.state.max_steps)} warmup steps",
+        "weight decay": args.weight_decay,
+        "seed": args.seed,
+    }
+    if data_args.task == "lm":
+        reported["block size"] = data_args.block_size
+    elif _is_extractive(data_args):
+        reported.update({"window (tokens)": data_args.max_seq_length, "window stride": data_args.doc_stride})
+    else:
+        reported.update(
+            {"max source tokens": data_args.max_source_length, "max target tokens": data_args.max_target_length}
+        )
+    return reported

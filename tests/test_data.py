@@ -1,0 +1,255 @@
+"""Loading every supported format, task columns, tokenized features, and the errors bad data gets."""
+
+import json
+
+import numpy as np
+import pytest
+from datasets import Dataset, DatasetDict
+
+from hf_tinylm import data
+from hf_tinylm.data import IGNORE_INDEX, DataArguments
+from hf_tinylm.evaluation import extractive_answers
+from hf_tinylm.task_formats import QA_NO_ANSWER_INDEX, SEPARATOR, build_prompt, build_truncated_prompt
+from hf_tinylm.tokenization import train_tokenizer
+from tests import training_data
+from tests.training_data import requires_shared_data
+
+pytestmark = requires_shared_data
+
+
+def load(tmp_path, **kwargs) -> DatasetDict:
+    data_args = DataArguments(**kwargs)
+    return data.task_examples(data.load_raw_datasets(data_args, cache_dir=str(tmp_path / "cache")), data_args)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    contexts = [p["context"] for a in training_data.squad_articles()["data"] for p in a["paragraphs"]]
+    return train_tokenizer([*contexts, *(" ".join(pair) for pair in training_data.multi30k_pairs(200))], "bpe", 600)
+
+
+def test_default_corpus_is_the_python_docs_paragraph_by_paragraph():
+    from pydoc_data.topics import topics
+
+    corpus = data.default_corpus()
+    assert len(corpus) > 1000
+    assert "".join(corpus["text"]) == "".join(topics[name].strip() + "\n\n" for name in sorted(topics))
+
+
+def test_text_file_keeps_line_breaks_and_holds_out_the_tail(tmp_path):
+    path = training_data.shakespeare_txt(tmp_path, chars=5000)
+    examples = load(tmp_path, train_file=str(path), validation_split_percentage=10)
+    assert "".join([*examples["train"]["text"], *examples["validation"]["text"]]) == path.read_text()
+    assert len(examples["validation"]) == pytest.approx(len(path.read_text().splitlines()) / 10, abs=1)
+
+
+def test_dataset_folder_with_named_splits(tmp_path):
+    """--dataset_name takes anything `load_dataset` does; here a folder whose files name their splits."""
+    folder = tmp_path / "multi30k"
+    folder.mkdir()
+    rows = [json.loads(line) for line in training_data.translation_jsonl(tmp_path).read_text().splitlines()]
+    (folder / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows[:40]))
+    (folder / "test.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows[40:]))
+    args = {"task": "translation", "dataset_name": str(folder), "source_lang": "en", "target_lang": "de"}
+    examples = load(tmp_path, **args, validation_split_name="test")
+    assert (len(examples["train"]), len(examples["validation"])) == (40, 8)
+    examples = load(tmp_path, **args)  # no "validation" split: the tail of "train" is held out
+    assert (len(examples["train"]), len(examples["validation"])) == (38, 2)
+    with pytest.raises(ValueError, match=r"no 'dev' split; its splits are \['train', 'test'\]"):
+        load(tmp_path, **args, train_split_name="dev")
+
+
+def test_translation_from_language_columns_and_from_translation_dicts(tmp_path):
+    pairs = training_data.multi30k_pairs(48)
+    for path in (training_data.translation_csv(tmp_path), training_data.translation_jsonl(tmp_path)):
+        examples = load(tmp_path, task="translation", train_file=str(path), source_lang="en", target_lang="de")
+        assert examples["train"].column_names == ["source", "references"]
+        assert examples["train"][0] == {"source": pairs[0][0], "references": [pairs[0][1]]}
+        assert len(examples["train"]) + len(examples["validation"]) == 48
+
+
+def test_summarization_defaults_for_known_column_names(tmp_path):
+    examples = load(tmp_path, task="summarization", train_file=str(training_data.summarization_jsonl(tmp_path)))
+    row = training_data.scitldr_rows(1)[0]
+    assert examples["train"][0] == {"source": " ".join(row["source"]), "references": row["target"]}  # SciTLDR
+    examples = load(tmp_path, task="summarization", train_file=str(training_data.summarization_parquet(tmp_path)))
+    assert examples["train"][0]["source"].startswith("#Person1#")  # DialogSum's dialogue/summary
+
+
+def test_squad_nested_and_flat_files_give_the_same_questions(tmp_path):
+    nested = load(
+        tmp_path, task="qa", train_file=str(training_data.squad_json(tmp_path)), validation_split_percentage=0
+    )
+    flat = load(
+        tmp_path, task="qa", train_file=str(training_data.squad_flat_jsonl(tmp_path)), validation_split_percentage=0
+    )
+    assert nested["train"].to_list() == flat["train"].to_list()
+    first = nested["train"][0]
+    assert first["context"][first["answer_starts"][0] :].startswith(first["answers"][0])
+
+
+def test_squad_validation_split_is_by_article(tmp_path):
+    examples = load(
+        tmp_path, task="qa", train_file=str(training_data.squad_json(tmp_path)), validation_split_percentage=50
+    )
+    train_contexts, validation_contexts = set(examples["train"]["context"]), set(examples["validation"]["context"])
+    assert train_contexts and validation_contexts and not train_contexts & validation_contexts
+
+
+def test_generative_qa_accepts_answers_without_positions(tmp_path):
+    path = training_data.babi_json(tmp_path)
+    examples = load(tmp_path, task="qa", qa_mode="generative", train_file=str(path))
+    assert examples["train"][0]["answers"] == [training_data.babi_rows(1)[0]["answers"]]
+    assert examples["train"][0]["answer_starts"] == [-1]
+    assert examples["train"][0]["id"] == "0"
+
+
+def test_lm_blocks(tmp_path, tokenizer):
+    text = training_data.shakespeare_txt(tmp_path, chars=3000).read_text()
+    examples = DatasetDict(train=Dataset.from_dict({"text": text.splitlines(keepends=True)}))
+    blocks = data.lm_features(examples, tokenizer, DataArguments(block_size=32))["train"]
+    assert all(len(ids) == 32 for ids in blocks["input_ids"])
+    assert blocks["labels"] == blocks["input_ids"]
+    assert text.startswith(tokenizer.decode(np.concatenate(blocks["input_ids"])))
+
+
+def test_generation_features_train_on_the_target_only(tokenizer):
+    examples = DatasetDict(train=Dataset.from_dict({"source": ["A man rides a bike."], "references": [["Ein Mann."]]}))
+    args = DataArguments(task="translation", source_lang="en", target_lang="de")
+    feature = data.generation_features(examples, tokenizer, args)["train"][0]
+    prompt_length = feature["labels"].index(next(label for label in feature["labels"] if label != IGNORE_INDEX))
+    prompt = build_prompt("translation", "A man rides a bike.", src_lang="en", tgt_lang="de")
+    assert tokenizer.decode(feature["input_ids"][:prompt_length]) == prompt
+    assert feature["labels"][prompt_length:] == feature["input_ids"][prompt_length:]
+    assert tokenizer.decode(feature["labels"][prompt_length:]) == "Ein Mann." + tokenizer.eos_token
+
+
+def test_long_sources_are_cut_but_the_prompt_keeps_its_frame(tokenizer):
+    source = " ".join(pair[0] for pair in training_data.multi30k_pairs(20))
+    examples = DatasetDict(train=Dataset.from_dict({"context": [source], "question": ["Who?"], "answers": [["men"]]}))
+    args = DataArguments(task="qa", qa_mode="generative", max_source_length=40, max_target_length=8)
+    feature = data.generation_features(examples, tokenizer, args)["train"][0]
+    prompt = tokenizer.decode(
+        [i for i, label in zip(feature["input_ids"], feature["labels"]) if label == IGNORE_INDEX]
+    )
+    assert len(tokenizer.encode(prompt)) <= 40
+    assert prompt.endswith(f"<|question|>Who?{SEPARATOR}")
+    assert prompt == build_truncated_prompt(tokenizer, "qa", source, 40, question="Who?")
+    assert source.startswith(prompt.removeprefix("<|context|>").removesuffix(f"<|question|>Who?{SEPARATOR}"))
+    with pytest.raises(ValueError, match="no room"):
+        build_truncated_prompt(tokenizer, "qa", source, 4, question="Who?")
+
+
+def test_extractive_windows_point_at_the_answer_and_map_back(tmp_path, tokenizer):
+    examples = load(
+        tmp_path, task="qa", train_file=str(training_data.squad_json(tmp_path)), validation_split_percentage=0
+    )
+    examples = examples["train"].select(range(12))
+    args = DataArguments(task="qa", max_seq_length=64, doc_stride=16)
+    features = data.extractive_qa_features(examples, tokenizer, args, for_evaluation=True)
+    assert len(features) > len(examples)  # long contexts were split into windows
+    assert all(len(ids) <= 64 for ids in features["input_ids"])
+    with_answer = [i for i, start in enumerate(features["start_positions"]) if start != QA_NO_ANSWER_INDEX]
+    assert with_answer and len(with_answer) < len(features)
+    by_id = {row["id"]: row for row in examples}
+    for i in with_answer:
+        feature = features[i]
+        example = by_id[feature["example_id"]]
+        start, end = (
+            feature["offset_mapping"][feature["start_positions"]],
+            feature["offset_mapping"][feature["end_positions"]],
+        )
+        assert example["context"][start[0] : end[1]].strip() == example["answers"][0]
+
+    # Logits peaking on the labelled span give back the gold answers after post-processing.
+    width = max(len(ids) for ids in features["input_ids"])
+    start_logits, end_logits = np.full((len(features), width), -100.0), np.full((len(features), width), -100.0)
+    for i in range(len(features)):
+        start_logits[i, : len(features[i]["input_ids"])] = end_logits[i, : len(features[i]["input_ids"])] = 0.0
+        start_logits[i, features[i]["start_positions"]] = end_logits[i, features[i]["end_positions"]] = 10.0
+    answers = extractive_answers(examples, features, start_logits, end_logits, n_best_size=5, max_answer_length=30)
+    answered = {features[i]["example_id"] for i in with_answer}
+    assert [a.strip() for a, row in zip(answers, examples) if row["id"] in answered] == [
+        row["answers"][0] for row in examples if row["id"] in answered
+    ]
+
+
+def test_question_too_long_for_a_window(tmp_path, tokenizer):
+    examples = load(
+        tmp_path, task="qa", train_file=str(training_data.squad_json(tmp_path)), validation_split_percentage=0
+    )
+    with pytest.raises(ValueError, match="raise --max_seq_length or lower --doc_stride"):
+        data.extractive_qa_features(
+            examples["train"], tokenizer, DataArguments(task="qa", max_seq_length=24, doc_stride=8), False
+        )
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load(tmp_path, train_file=str(tmp_path / "nope.txt"))
+
+
+def test_empty_data(tmp_path):
+    (tmp_path / "empty.txt").write_text("")
+    with pytest.raises(ValueError, match="is empty"):
+        load(tmp_path, train_file=str(tmp_path / "empty.txt"))
+    (tmp_path / "header.csv").write_text("en,de\n")
+    with pytest.raises(ValueError, match="no rows"):
+        load(tmp_path, task="translation", train_file=str(tmp_path / "header.csv"), source_lang="en", target_lang="de")
+
+
+def test_lm_text_shorter_than_a_block(tmp_path, tokenizer):
+    examples = DatasetDict(train=Dataset.from_dict({"text": ["too short"]}))
+    with pytest.raises(ValueError, match="lower --block_size"):
+        data.lm_features(examples, tokenizer, DataArguments(block_size=64))
+
+
+def test_unknown_columns(tmp_path):
+    path = training_data.translation_csv(tmp_path)
+    with pytest.raises(ValueError, match=r"'fr'.*columns are \['en', 'de'\]"):
+        load(tmp_path, task="translation", train_file=str(path), source_lang="en", target_lang="fr")
+    with pytest.raises(ValueError, match="--source_lang 'xx' is not in the 'translation' column"):
+        load(
+            tmp_path,
+            task="translation",
+            train_file=str(training_data.translation_jsonl(tmp_path)),
+            source_lang="xx",
+            target_lang="de",
+        )
+    with pytest.raises(
+        ValueError,
+        match=r"Cannot tell which column holds the document; columns are \[.en., .de.\]. Pass --text_column",
+    ):
+        load(tmp_path, task="summarization", train_file=str(path))
+    with pytest.raises(ValueError, match="'story'.*--context_column"):
+        load(tmp_path, task="qa", train_file=str(training_data.babi_json(tmp_path)), context_column="story")
+
+
+def test_text_files_are_for_language_modelling_only(tmp_path):
+    path = training_data.shakespeare_txt(tmp_path, chars=500)
+    with pytest.raises(ValueError, match="for --task lm"):
+        load(tmp_path, task="summarization", train_file=str(path))
+
+
+def test_answer_not_in_its_context(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    rows = [
+        {"id": "ok", "context": "Paris is in France.", "question": "Where is Paris?", "answers": "France"},
+        {"id": "q7", "context": "Paris is in France.", "question": "Where is Rome?", "answers": "Italy"},
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with pytest.raises(ValueError, match="'Italy' of question 'q7' is not in its context"):
+        load(tmp_path, task="qa", train_file=str(path), validation_split_percentage=0)
+    wrong_start = {**rows[0], "answers": {"text": ["France"], "answer_start": [3]}}
+    path.write_text(json.dumps(wrong_start) + "\n")
+    with pytest.raises(ValueError, match="not in its context at character 3"):
+        load(tmp_path, task="qa", train_file=str(path), validation_split_percentage=0)
+    # Generative QA writes its answer, so it need not appear in the context.
+    assert (
+        len(
+            load(tmp_path, task="qa", qa_mode="generative", train_file=str(path), validation_split_percentage=0)[
+                "train"
+            ]
+        )
+        == 1
+    )

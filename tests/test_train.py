@@ -1,0 +1,337 @@
+"""train.py end to end in one process: every task on both architectures, from every file format, plus the options
+that change how a run goes (config files, continuing, early stopping, resuming) and the errors bad input gets."""
+
+import json
+import math
+
+import pytest
+import torch
+import yaml
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForQuestionAnswering,
+    AutoTokenizer,
+    PreTrainedTokenizerFast,
+    TrainerCallback,
+)
+
+from hf_tinylm import training
+from hf_tinylm.task_formats import ADDITIONAL_SPECIAL_TOKENS, settings_from_config
+from hf_tinylm.tokenization import train_tokenizer
+from tests import training_data
+from tests.training_data import requires_shared_data
+
+pytestmark = requires_shared_data
+
+# Small and quick: a 2-layer model, 3 optimizer steps, no evaluation or checkpoint during training.
+QUICK = [
+    "--model_size", "tiny", "--vocab_size", "400", "--max_steps", "3", "--per_device_train_batch_size", "4",
+    "--per_device_eval_batch_size", "4", "--eval_strategy", "no", "--save_strategy", "no", "--max_eval_samples", "6",
+    "--max_new_tokens", "4",
+]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    with training_data.one_torch_thread():
+        yield
+
+
+def train(tmp_path, *args: str) -> tuple[dict, str]:
+    output_dir = tmp_path / "model"
+    metrics = training.main(
+        [*QUICK, "--report_to", "none", "--output_dir", str(output_dir), "--cache_dir", str(tmp_path / "cache"), *args]
+    )
+    return metrics, output_dir
+
+
+# task arguments, data file, metrics the final evaluation reports. Some cases also turn on bf16 with gradient
+# accumulation, or beam search, so those paths run too.
+CASES = {
+    "lm-attention-txt": (
+        ["--tokenizer_type", "char", "--block_size", "32"],
+        training_data.shakespeare_txt,
+        ["perplexity"],
+    ),
+    "lm-lstm-jsonl": (["--arch", "rnn", "--block_size", "32"], training_data.shakespeare_jsonl, ["perplexity"]),
+    "translation-attention-csv": (
+        [
+            "--task",
+            "translation",
+            "--source_lang",
+            "en",
+            "--target_lang",
+            "de",
+            "--bf16",
+            "--gradient_accumulation_steps",
+            "2",
+        ],
+        training_data.translation_csv,
+        ["perplexity", "bleu", "chrf"],
+    ),
+    "translation-gru-jsonl": (
+        [
+            "--task",
+            "translation",
+            "--source_lang",
+            "en",
+            "--target_lang",
+            "de",
+            "--arch",
+            "rnn",
+            "--cell",
+            "gru",
+            "--num_beams",
+            "2",
+        ],
+        training_data.translation_jsonl,
+        ["perplexity", "bleu", "chrf"],
+    ),
+    "summarization-attention-jsonl": (
+        ["--task", "summarization", "--max_source_length", "96", "--num_beams", "2"],
+        training_data.summarization_jsonl,
+        ["perplexity", "rouge1", "rouge2", "rougeL", "rougeLsum"],
+    ),
+    "summarization-rnn-parquet": (
+        ["--task", "summarization", "--arch", "rnn", "--cell", "rnn", "--max_source_length", "96"],
+        training_data.summarization_parquet,
+        ["perplexity", "rouge1", "rougeL"],
+    ),
+    "qa-extractive-attention-squad-json": (
+        ["--task", "qa", "--max_seq_length", "64", "--doc_stride", "16", "--validation_split_percentage", "50"],
+        training_data.squad_json,
+        ["exact_match", "f1"],
+    ),
+    "qa-extractive-lstm-jsonl": (
+        ["--task", "qa", "--arch", "rnn", "--max_seq_length", "128", "--doc_stride", "32"],
+        training_data.squad_flat_jsonl,
+        ["exact_match", "f1"],
+    ),
+    "qa-generative-attention-json": (
+        ["--task", "qa", "--qa_mode", "generative"],
+        training_data.babi_json,
+        ["perplexity", "exact_match", "f1"],
+    ),
+    "qa-generative-gru-csv": (
+        ["--task", "qa", "--qa_mode", "generative", "--arch", "rnn", "--cell", "gru"],
+        training_data.babi_csv,
+        ["perplexity", "exact_match", "f1"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_task_trains_evaluates_and_saves(tmp_path, case):
+    args, make_file, metric_names = CASES[case]
+    metrics, folder = train(tmp_path, "--train_file", str(make_file(tmp_path)), *args)
+
+    for name in ["loss", *metric_names]:
+        assert math.isfinite(metrics[f"eval_{name}"]), name
+    assert json.loads((folder / "eval_results.json").read_text()) == pytest.approx(metrics)
+    assert json.loads((folder / "trainer_state.json").read_text())["global_step"] == 3
+    assert (folder / "loss_curve.png").read_bytes().startswith(b"\x89PNG")
+    assert "hf_tinylm" in (folder / "README.md").read_text()
+
+    config = AutoConfig.from_pretrained(folder)
+    settings = settings_from_config(config)
+    extractive = "extractive" in case
+    assert settings["task"] == case.split("-")[0]
+    assert settings.get("mode") == ("extractive" if extractive else "generative" if "qa" in case else None)
+    assert config.use_cache
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = (AutoModelForQuestionAnswering if extractive else AutoModelForCausalLM).from_pretrained(folder)
+    assert model.config.vocab_size == len(tokenizer)
+    if not extractive:
+        assert model.generation_config.use_cache
+        assert model.generation_config.eos_token_id == tokenizer.eos_token_id
+    if case.startswith(("translation", "summarization", "qa-generative")):
+        assert model.generation_config.max_new_tokens == 4
+        assert model.generation_config.num_beams == (2 if "--num_beams" in args else 1)
+    if case.startswith("translation"):
+        assert (settings["src_lang"], settings["tgt_lang"]) == ("en", "de")
+
+
+def test_no_argument_run_trains_on_the_python_docs(tmp_path, capsys):
+    model_args, data_args, training_args = training.parse_args([])
+    assert (model_args.arch, data_args.task, data_args.train_file, data_args.dataset_name) == (
+        "attention",
+        "lm",
+        None,
+        None,
+    )
+    assert training_args.output_dir == "outputs/tinylm-{name}"
+
+    template = str(tmp_path / "tinylm-{name}")
+    args = [
+        *QUICK,
+        "--output_dir",
+        template,
+        "--block_size",
+        "32",
+        "--max_eval_samples",
+        "16",
+        "--max_new_tokens",
+        "8",
+    ]
+    metrics = training.main(args)
+
+    folder = tmp_path / "tinylm-attention-pydoc"
+    assert (folder / "model.safetensors").is_file()
+    printed = capsys.readouterr().out
+    assert f"Validation perplexity: {metrics['eval_perplexity']:.2f}" in printed
+    assert "Sample (temperature 0.8, top-k 50):\nThe" in printed
+    assert f"evaluation results                   {folder / 'eval_results.json'}" in printed
+    assert list((folder / "runs").glob("*/events.out.tfevents.*")), "TensorBoard logs by default when installed"
+
+
+def test_reuses_a_tokenizer_and_adds_the_tokens_it_lacks(tmp_path):
+    text = training_data.shakespeare_txt(tmp_path)
+    gpt2_like = Tokenizer(models.BPE())  # byte-level BPE with only <|endoftext|>: no pad, no task tokens
+    gpt2_like.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    gpt2_like.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    gpt2_like.train_from_iterator([text.read_text()], trainer)
+    end = "<|endoftext|>"
+    PreTrainedTokenizerFast(tokenizer_object=gpt2_like, eos_token=end, bos_token=end, unk_token=end).save_pretrained(
+        tmp_path / "tokenizer"
+    )
+
+    _, folder = train(
+        tmp_path, "--train_file", str(text), "--tokenizer_name", str(tmp_path / "tokenizer"), "--block_size", "32"
+    )
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert len(tokenizer) == 300 + 1 + len(ADDITIONAL_SPECIAL_TOKENS)  # the pad token and the task tokens
+    assert tokenizer.eos_token == end and tokenizer.pad_token == "<|pad|>"
+    assert AutoConfig.from_pretrained(folder).vocab_size == len(tokenizer)
+
+
+def test_arguments_from_json_and_yaml_files(tmp_path):
+    arguments = {"task": "translation", "source_lang": "en", "target_lang": "de", "arch": "rnn", "learning_rate": 0.01}
+    (tmp_path / "args.json").write_text(json.dumps(arguments))
+    (tmp_path / "args.yaml").write_text(yaml.safe_dump(arguments))
+    command_line = training.parse_args(["--task", "translation", "--source_lang", "en", "--target_lang", "de", "--arch", "rnn", "--learning_rate", "0.01"])  # fmt: skip
+    for path in ("args.json", "args.yaml"):
+        model_args, data_args, training_args = training.parse_args([str(tmp_path / path)])
+        assert (model_args, data_args) == command_line[:2]
+        assert training_args.learning_rate == 0.01
+
+
+def test_help_lists_the_options(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        training.parse_args(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for expected in (
+        "model and tokenizer:",
+        "data and task:",
+        "--arch {attention,rnn}",
+        "--qa_mode",
+        "--early_stopping_patience",
+    ):
+        assert expected in text
+
+
+@pytest.fixture(scope="module")
+def language_model(tmp_path_factory):
+    """A trained LM folder, to continue from."""
+    tmp_path = tmp_path_factory.mktemp("lm")
+    text = str(training_data.shakespeare_txt(tmp_path))
+    with training_data.one_torch_thread():
+        _, folder = train(tmp_path, "--train_file", text, "--block_size", "128", "--max_eval_samples", "100")
+    return folder
+
+
+def test_continue_from_a_saved_model_with_a_new_head(tmp_path, language_model):
+    metrics, folder = train(
+        tmp_path,
+        "--model_name_or_path", str(language_model), "--task", "qa", "--train_file", str(training_data.squad_flat_jsonl(tmp_path)),
+        "--max_seq_length", "128", "--doc_stride", "32",
+    )  # fmt: skip
+    assert "eval_f1" in metrics
+    lm_embeddings = AutoModelForCausalLM.from_pretrained(language_model).get_input_embeddings().weight
+    qa_model = AutoModelForQuestionAnswering.from_pretrained(folder)
+    assert qa_model.get_input_embeddings().weight.shape == lm_embeddings.shape
+    assert (
+        AutoTokenizer.from_pretrained(folder).get_vocab() == AutoTokenizer.from_pretrained(language_model).get_vocab()
+    )
+
+
+def test_tokenizer_and_model_vocabulary_mismatch(tmp_path, language_model):
+    text = training_data.shakespeare_txt(tmp_path)
+    vocab_size = AutoConfig.from_pretrained(language_model).vocab_size
+    bigger = train_tokenizer([text.read_text()], "bpe", vocab_size=vocab_size + 100)
+    assert len(bigger) > vocab_size
+    bigger.save_pretrained(tmp_path / "tokenizer")
+    with pytest.raises(ValueError, match="trained with another tokenizer"):
+        train(
+            tmp_path,
+            "--model_name_or_path", str(language_model), "--tokenizer_name", str(tmp_path / "tokenizer"),
+            "--train_file", str(text),
+        )  # fmt: skip
+
+
+def test_bad_config_override(tmp_path):
+    with pytest.raises(ValueError, match="'hiden_size=8' is not 'field=value' for a TinyAttentionConfig field"):
+        train(
+            tmp_path,
+            "--train_file",
+            str(training_data.shakespeare_txt(tmp_path)),
+            "--config_overrides",
+            "hiden_size=8",
+        )
+
+
+def test_early_stopping(tmp_path):
+    # With a zero learning rate the eval loss never improves: patience 1 stops at the second evaluation.
+    metrics, folder = train(
+        tmp_path,
+        "--train_file", str(training_data.shakespeare_txt(tmp_path)), "--block_size", "32", "--max_steps", "10",
+        "--learning_rate", "0", "--eval_strategy", "steps", "--eval_steps", "1", "--save_strategy", "steps",
+        "--save_steps", "1", "--early_stopping_patience", "1",
+    )  # fmt: skip
+    state = json.loads((folder / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
+    assert state["best_model_checkpoint"].endswith("checkpoint-1")
+
+
+class Crash(TrainerCallback):
+    """Dies at the end of a step, the way a killed process would: nothing after that step is saved."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
+    text = str(training_data.shakespeare_txt(tmp_path))
+    resumable = ["--train_file", text, "--block_size", "32", "--max_steps", "6", "--save_strategy", "steps", "--save_steps", "2"]  # fmt: skip
+    args = [*QUICK, *resumable, "--report_to", "none", "--cache_dir", str(tmp_path / "cache")]
+    training.main([*args, "--output_dir", str(tmp_path / "uninterrupted")])
+    interrupted = str(tmp_path / "interrupted")
+    with pytest.raises(KeyboardInterrupt):
+        training.run(*training.parse_args([*args, "--output_dir", interrupted]), callbacks=[Crash(step=5)])
+    assert sorted(p.name for p in (tmp_path / "interrupted").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+
+    training.main([*args, "--output_dir", interrupted, "--resume_from_checkpoint", "last"])
+
+    state = json.loads((tmp_path / "interrupted" / "trainer_state.json").read_text())
+    assert state["global_step"] == 6
+    expected = AutoModelForCausalLM.from_pretrained(tmp_path / "uninterrupted").state_dict()
+    resumed = AutoModelForCausalLM.from_pretrained(interrupted).state_dict()
+    for name, tensor in expected.items():
+        torch.testing.assert_close(resumed[name], tensor, msg=name)
+
+
+def test_resume_without_a_checkpoint(tmp_path):
+    with pytest.raises(ValueError, match="no checkpoint in"):
+        train(
+            tmp_path, "--train_file", str(training_data.shakespeare_txt(tmp_path)), "--resume_from_checkpoint", "last"
+        )
