@@ -5,11 +5,12 @@ same inputs, alternating, several repetitions; the median of each is reported an
 Training throughput is also expressed as achieved GFLOP/s next to a plain `torch.matmul` of similar size, the
 practical ceiling of this machine.
 
-    python benchmarks/bench_attention.py            # defaults sized for 2 CPU cores, about two minutes
+    python benchmarks/bench_attention.py            # defaults sized for 2 CPU cores (one thread), about two minutes
     python benchmarks/bench_attention.py --device cuda --dtype bfloat16 --batch_size 32 --seq_len 1024
 """
 
 import argparse
+import os
 import statistics
 import time
 from pathlib import Path
@@ -95,8 +96,16 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads (0: torch's default). One keeps timings steady on a shared machine.",
+    )
     parser.add_argument("--no_write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = parser.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
 
     torch.manual_seed(0)
@@ -141,7 +150,8 @@ def main() -> None:
         f"Setup: {params / 1e6:.2f}M parameters ({args.layers} layers, d={args.hidden_size}, {args.heads} heads, "
         f"{args.kv_heads} kv heads, vocab {args.vocab_size}), {args.device}, {args.dtype}, "
         f"train batch {args.batch_size}x{args.seq_len}, decode 64-token prompt + {args.new_tokens} tokens; "
-        f"median of {args.reps}; torch {torch.__version__}, {torch.get_num_threads()} threads.",
+        f"median of {args.reps}; torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s), "
+        f"load average {os.getloadavg()[0]:.1f} at the end.",
         "",
         "| measure | hf_tinylm | LlamaForCausalLM | ratio |",
         "| --- | ---: | ---: | ---: |",
