@@ -499,7 +499,8 @@ def _report(trainer: Trainer, tokenizer, model_args, data_args, metrics: dict) -
         training_args=_reported_hyperparameters(trainer, model_args, data_args),
         dataset_name=_data_name(data_args, readable=True),
         task=data_args.task,
-        base_model=model_args.model_name_or_path,
+        # Card metadata names Hub models only; a local starting folder is described in the hyper-parameters.
+        base_model=None if _is_local(model_args.model_name_or_path) else model_args.model_name_or_path,
         eval_split="validation" if metrics else None,
     )
     lines.append(("model card", folder / "README.md"))
@@ -509,6 +510,10 @@ def _report(trainer: Trainer, tokenizer, model_args, data_args, metrics: dict) -
         print(f"Validation perplexity: {metrics['eval_perplexity']:.2f}")
     width = max(len(what) for what, _ in lines)
     print("\n".join(f"{what:<{width}}  {where}" for what, where in lines))
+
+
+def _is_local(name_or_path: str | None) -> bool:
+    return name_or_path is None or Path(name_or_path).exists()
 
 
 def _reported_hyperparameters(trainer: Trainer, model_args: ModelArguments, data_args: data.DataArguments) -> dict:

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import yaml
+from huggingface_hub import ModelCard
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
     AutoConfig,
@@ -259,6 +260,8 @@ def test_continue_from_a_saved_model_with_a_new_head(tmp_path, language_model):
     assert (
         AutoTokenizer.from_pretrained(folder).get_vocab() == AutoTokenizer.from_pretrained(language_model).get_vocab()
     )
+    # A local starting folder is no Hub id: the card's metadata must not name it as `base_model`.
+    assert ModelCard.load(folder / "README.md").data.base_model is None
 
 
 def test_tokenizer_and_model_vocabulary_mismatch(tmp_path, language_model):
