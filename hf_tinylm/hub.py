@@ -122,6 +122,9 @@ def write_model_card(
     repo_id: str | None = None,
     eval_split: str | None = None,
     non_commercial: bool | None = None,
+    training_command: str | None = None,
+    examples: list[tuple[str, str]] | None = None,
+    notes: list[str] | None = None,
 ) -> ModelCard:
     """Write `README.md` (and `eval_results.json`) into a saved model folder; returns the card.
 
@@ -136,6 +139,9 @@ def write_model_card(
         repo_id: the Hub id the card's examples load; defaults to the folder's name.
         eval_split: the name of the split `eval_results` were measured on.
         non_commercial: say the model is for non-commercial use only; defaults to True for "-nc" licences.
+        training_command: the command that trains this model again, shown verbatim.
+        examples: (call, output) pairs of real pipeline calls on this model, shown as they ran.
+        notes: paragraphs about the data (licence, provenance) and the evaluation, shown under "Training data".
     """
     folder = Path(folder)
     config = AutoConfig.from_pretrained(folder)
@@ -183,6 +189,9 @@ def write_model_card(
         eval_split=eval_split,
         intended_use=f"For experiments and teaching: {description['summary'][0].lower()}{description['summary'][1:]}",
         non_commercial=non_commercial if non_commercial is not None else "-nc" in (license or ""),
+        training_command=training_command,
+        examples=examples or [],
+        notes=notes or [],
         **description,
     )
     card.save(folder / "README.md")

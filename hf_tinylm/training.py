@@ -9,7 +9,9 @@ import dataclasses
 import importlib.util
 import json
 import logging
+import math
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from transformers import (
     EarlyStoppingCallback,
     HfArgumentParser,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
     default_data_collator,
     set_seed,
@@ -167,6 +170,17 @@ class TinyLMTrainingArguments(TrainingArguments):
         },
     )
 
+    max_train_seconds: float | None = field(
+        default=None,
+        metadata={
+            "help": "Stop training once the optimizer steps have taken this many seconds (evaluations not counted), "
+            "e.g. to compare models at equal compute. The learning rate then follows the elapsed fraction of this "
+            "budget instead of the step count (warmup: --warmup_steps below 1 as a fraction of the budget; then "
+            "--lr_scheduler_type linear, cosine or cosine_with_min_lr; else constant), so the run ends with the rate "
+            "decayed. Set --max_steps or --num_train_epochs high enough not to stop first."
+        },
+    )
+
     def __post_init__(self):
         if not torch.accelerator.is_available():
             # Said explicitly, so processes started by torchrun or accelerate form one gloo group instead of each
@@ -233,6 +247,9 @@ def run(
             tokenizer, pad_to_multiple_of=8 if training_args.fp16 or training_args.bf16 else None
         )
     callbacks = list(callbacks)
+    time_budget = TimeBudgetCallback(training_args.max_train_seconds) if training_args.max_train_seconds else None
+    if time_budget is not None:
+        callbacks.append(time_budget)
     if training_args.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(training_args.early_stopping_patience))
     trainer = Trainer(
@@ -246,6 +263,8 @@ def run(
         preprocess_logits_for_metrics=None if extractive else evaluation.sequence_nll,
         callbacks=callbacks,
     )
+    if time_budget is not None:
+        time_budget.trainer = trainer
 
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
     model.config.use_cache = True  # Trainer turned the cache off for training; generation wants it
@@ -258,6 +277,57 @@ def run(
     if trainer.is_world_process_zero():
         _report(trainer, tokenizer, model_args, data_args, metrics)
     return metrics
+
+
+class TimeBudgetCallback(TrainerCallback):
+    """Stops training after `seconds` of optimizer steps, with the learning rate scheduled over that time.
+
+    Each step sets the rate from the elapsed fraction of the budget, after the step-based scheduler has set its own,
+    so warmup and decay span the budget whatever the step speed.
+    """
+
+    def __init__(self, seconds: float, trainer: Trainer | None = None):
+        self.seconds = float(seconds)
+        self.trainer = trainer
+        self.elapsed = 0.0
+        self._started = None
+
+    def rate_scale(self, args, step: int) -> float:
+        fraction = min(self.elapsed / self.seconds, 1.0)
+        warmup = args.warmup_steps
+        if 0 < warmup < 1 and fraction < warmup:
+            return fraction / warmup
+        if warmup >= 1 and step < warmup:
+            return (step + 1) / warmup
+        if 0 < warmup < 1:
+            fraction = (fraction - warmup) / (1 - warmup)
+        kind = getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)
+        if kind == "linear":
+            return 1.0 - fraction
+        if kind in ("cosine", "cosine_with_min_lr"):
+            floor = (args.lr_scheduler_kwargs or {}).get("min_lr_rate", 0.0) if kind == "cosine_with_min_lr" else 0.0
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * fraction))
+        return 1.0
+
+    def on_step_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
+        self._started = time.perf_counter()
+        # The callback handler is given the optimizer and scheduler only when Trainer has them at construction.
+        optimizer = optimizer or getattr(self.trainer, "optimizer", None)
+        lr_scheduler = lr_scheduler or getattr(self.trainer, "lr_scheduler", None)
+        if optimizer is None:
+            raise RuntimeError("TimeBudgetCallback needs the optimizer: set its `trainer` attribute.")
+        scale = self.rate_scale(args, state.global_step)
+        for group in optimizer.param_groups:
+            group["lr"] = group.get("initial_lr", args.learning_rate) * scale
+        scheduler = getattr(lr_scheduler, "scheduler", lr_scheduler)  # Accelerate wraps it
+        if hasattr(scheduler, "_last_lr"):  # so Trainer logs the rate used, not the step schedule's
+            scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._started is not None:
+            self.elapsed += time.perf_counter() - self._started
+        if self.elapsed >= self.seconds:
+            control.should_training_stop = True
 
 
 def _setup_logging(training_args: TrainingArguments) -> None:
@@ -532,6 +602,8 @@ def _reported_hyperparameters(trainer: Trainer, model_args: ModelArguments, data
         "weight decay": args.weight_decay,
         "seed": args.seed,
     }
+    if args.max_train_seconds:
+        reported["time budget (s of optimizer steps; schedule over time)"] = args.max_train_seconds
     if data_args.task == "lm":
         reported["block size"] = data_args.block_size
     elif _is_extractive(data_args):

@@ -98,8 +98,8 @@ class CausalLMChecks:
         trainable = {name for name, p in model.named_parameters() if p.requires_grad}
         assert set(plain) == trainable
         assert all(g.abs().sum() > 0 for g in plain.values())
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        assert model.is_gradient_checkpointing
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        assert model.is_activation_checkpointing
         checkpointed = self._gradients(model, ids)
         assert set(checkpointed) == set(plain)
         for name in plain:

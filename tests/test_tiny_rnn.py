@@ -244,7 +244,7 @@ def test_gradient_checkpointing_replays_the_same_dropout():
         return [p.grad.clone() for p in model.parameters()]
 
     plain = gradients()
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     for checkpointed, expected in zip(gradients(), plain):
         torch.testing.assert_close(checkpointed, expected, rtol=0, atol=1e-12)
 
