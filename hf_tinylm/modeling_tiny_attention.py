@@ -1,8 +1,9 @@
 """The hf_tinylm self-attention decoder: pre-norm blocks, RoPE, grouped-query attention, SwiGLU, tied embeddings.
 
-The computation is exactly transformers' Llama (with fused q/k/v and gate/up projections, which are faster), so
-checkpoints convert both ways without loss (`hf_tinylm.convert`) and Llama is the reference our tests agree with. Attention kernels come from transformers'
-attention interface (`eager`, `sdpa`, and flash/flex where installed); the KV cache is transformers' `Cache`.
+The computation is exactly transformers' Llama (with q/k/v and gate/up each computed by one fused projection), so
+checkpoints convert both ways without loss (`hf_tinylm.convert`) and Llama is the reference our tests agree with.
+Attention kernels come from transformers' attention interface (`eager`, `sdpa`, and flash/flex where installed); the
+KV cache is transformers' `Cache`.
 """
 
 from collections.abc import Callable
@@ -122,7 +123,7 @@ class TinyAttentionAttention(nn.Module):
         q_size = config.num_attention_heads * self.head_dim
         kv_size = config.num_key_value_heads * self.head_dim
         self.qkv_sizes = (q_size, kv_size, kv_size)
-        # One fused projection for queries, keys and values: one larger matmul is faster than three small ones.
+        # Queries, keys and values from one matmul (fewer kernel launches per decoding step than three).
         self.qkv_proj = nn.Linear(config.hidden_size, q_size + 2 * kv_size, bias=config.attention_bias)
         self.o_proj = nn.Linear(q_size, config.hidden_size, bias=config.attention_bias)
 
