@@ -173,8 +173,8 @@ class TinyLMTrainingArguments(TrainingArguments):
     max_train_seconds: float | None = field(
         default=None,
         metadata={
-            "help": "Stop training once the optimizer steps have taken this many seconds (evaluations not counted), "
-            "e.g. to compare models at equal compute. The learning rate then follows the elapsed fraction of this "
+            "help": "Stop training once the optimizer steps have taken this many seconds of CPU time of this process "
+            "(all its threads; evaluations not counted), e.g. to compare models at equal compute on a shared machine. The learning rate then follows the elapsed fraction of this "
             "budget instead of the step count (warmup: --warmup_steps below 1 as a fraction of the budget; then "
             "--lr_scheduler_type linear, cosine or cosine_with_min_lr; else constant), so the run ends with the rate "
             "decayed. Set --max_steps or --num_train_epochs high enough not to stop first."
@@ -266,7 +266,9 @@ def run(
     if time_budget is not None:
         time_budget.trainer = trainer
 
+    cpu_started = time.process_time()
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    train_result.metrics["train_cpu_seconds"] = round(time.process_time() - cpu_started, 2)
     model.config.use_cache = True  # Trainer turned the cache off for training; generation wants it
     trainer.save_model()
     trainer.log_metrics("train", train_result.metrics)
@@ -280,7 +282,11 @@ def run(
 
 
 class TimeBudgetCallback(TrainerCallback):
-    """Stops training after `seconds` of optimizer steps, with the learning rate scheduled over that time.
+    """Stops training after `seconds` of CPU time spent in optimizer steps, with the learning rate scheduled over
+    that time.
+
+    CPU time of the process (`time.process_time`, all threads), not wall-clock time: other programs on the machine
+    then do not shrink the budget, so runs compared at equal budgets did equal work.
 
     Each step sets the rate from the elapsed fraction of the budget, after the step-based scheduler has set its own,
     so warmup and decay span the budget whatever the step speed.
@@ -310,7 +316,7 @@ class TimeBudgetCallback(TrainerCallback):
         return 1.0
 
     def on_step_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
-        self._started = time.perf_counter()
+        self._started = time.process_time()
         # The callback handler is given the optimizer and scheduler only when Trainer has them at construction.
         optimizer = optimizer or getattr(self.trainer, "optimizer", None)
         lr_scheduler = lr_scheduler or getattr(self.trainer, "lr_scheduler", None)
@@ -325,7 +331,7 @@ class TimeBudgetCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         if self._started is not None:
-            self.elapsed += time.perf_counter() - self._started
+            self.elapsed += time.process_time() - self._started
         if self.elapsed >= self.seconds:
             control.should_training_stop = True
 
@@ -603,7 +609,9 @@ def _reported_hyperparameters(trainer: Trainer, model_args: ModelArguments, data
         "seed": args.seed,
     }
     if args.max_train_seconds:
-        reported["time budget (s of optimizer steps; schedule over time)"] = args.max_train_seconds
+        warmup = f"{args.warmup_steps:.0%} of it" if args.warmup_steps < 1 else f"{args.warmup_steps:g} steps"
+        reported["schedule"] = f"{args.lr_scheduler_type.value} over the time budget, warmup {warmup}"
+        reported["time budget (CPU s of optimizer steps)"] = args.max_train_seconds
     if data_args.task == "lm":
         reported["block size"] = data_args.block_size
     elif _is_extractive(data_args):

@@ -1,0 +1,174 @@
+"""model_cards/README.md: the reference models of both families side by side, from the files in model_cards/*/.
+
+Run through `python benchmarks/reference_models.py report`. Reads each card folder's eval_results.json,
+reference_run.json (training time, steps, tokens) and README.md (parameter count); writes the comparison tables, the
+chart `model_cards/quality_by_task.png`, and the analysis kept in ANALYSIS below.
+"""
+
+import json
+import re
+from pathlib import Path
+
+# task key -> (title, card names by family, [(metric key, label, higher is better)])
+TASKS = {
+    "lm": (
+        "Language modelling, Tiny Shakespeare (characters; validation = last 10%)",
+        {"attention": "lm-attention-shakespeare", "lstm": "lm-lstm-shakespeare", "gru": "lm-gru-shakespeare"},
+        [("eval_loss", "val loss (nats/char)", False), ("eval_perplexity", "val perplexity", False)],
+    ),
+    "babi": (
+        "Extractive QA, bAbI qa1-qa3 (test, 1,000 questions each)",
+        {"attention": "qa-attention-babi", "lstm": "qa-lstm-babi"},
+        [
+            ("eval_exact_match_qa1", "EM qa1", True),
+            ("eval_exact_match_qa2", "EM qa2", True),
+            ("eval_exact_match_qa3", "EM qa3", True),
+        ],
+    ),
+    "squad": (
+        "Extractive QA, SQuAD v1.1 (dev split by article; 8 held-out articles)",
+        {"attention": "qa-attention-squad", "lstm": "qa-lstm-squad"},
+        [("eval_exact_match", "EM", True), ("eval_f1", "F1", True)],
+    ),
+    "scitldr": (
+        "Summarization, SciTLDR-A (test, all references)",
+        {"attention": "sum-attention-scitldr", "lstm": "sum-lstm-scitldr"},
+        [("eval_rouge1", "ROUGE-1", True), ("eval_rouge2", "ROUGE-2", True), ("eval_rougeL", "ROUGE-L", True)],
+    ),
+    "multi30k": (
+        "Translation, Multi30k en→de (test2016, detokenized sacreBLEU)",
+        {"attention": "mt-attention-multi30k", "lstm": "mt-lstm-multi30k"},
+        [("eval_bleu", "BLEU", True), ("eval_chrf", "chrF", True)],
+    ),
+}
+
+ANALYSIS_PATH = Path(__file__).with_name("reference_analysis.md")
+
+
+def _load(cards: Path, name: str) -> dict | None:
+    folder = cards / name
+    if not (folder / "eval_results.json").is_file():
+        return None
+    results = json.loads((folder / "eval_results.json").read_text())
+    run = json.loads((folder / "reference_run.json").read_text()) if (folder / "reference_run.json").is_file() else {}
+    card = (folder / "README.md").read_text() if (folder / "README.md").is_file() else ""
+    match = re.search(r"\*\*([\d,]+) parameters\*\*", card)
+    cpu = re.search(r"\| `training CPU time \(s\)` \| ([\d.]+) \|", card)
+    budget = re.search(r"--max_train_seconds ([\d.]+)", card)
+    return {
+        **results,
+        **run,
+        "parameters": int(match.group(1).replace(",", "")) if match else None,
+        "cpu_s": float(cpu.group(1)) if cpu else None,
+        "budget_s": float(budget.group(1)) if budget else None,
+    }
+
+
+def _fmt(value, digits=2):
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}"
+
+
+def write_report(cards: Path) -> Path:
+    rows, chart = [], []
+    for key, (title, names, metrics) in TASKS.items():
+        loaded = {family: _load(cards, name) for family, name in names.items()}
+        loaded = {family: result for family, result in loaded.items() if result is not None}
+        if not loaded:
+            continue
+        rows.append(f"### {title}\n")
+        header = ["family", *[label for _, label, _ in metrics], "parameters", "budget", "steps", "train tokens/s", "tokens/CPU s"]
+        if key not in ("babi", "squad"):
+            header.append("decode tokens/s")
+        rows.append("| " + " | ".join(header) + " |")
+        rows.append("| " + " | ".join(["---"] + ["---:"] * (len(header) - 1)) + " |")
+        for family, result in loaded.items():
+            budget = (
+                f"{result['budget_s']:.0f} CPU s" if result.get("budget_s") else f"{_fmt(result.get('cpu_s'), 0)} CPU s"
+            )
+            if key == "lm" and family == "attention":
+                budget = f"2,000 steps ({_fmt(result.get('cpu_s'), 0)} CPU s)"
+            cells = [f"[{family}]({names[family]}/README.md)"]
+            cells += [_fmt(result.get(metric)) for metric, _, _ in metrics]
+            cells += [_fmt(result.get("parameters")), budget, _fmt(result.get("optimizer_steps"))]
+            step_cpu = result.get("budget_s") or result.get("cpu_s")  # the budget is CPU time of optimizer steps
+            per_cpu = result["train_tokens"] / step_cpu if result.get("train_tokens") and step_cpu else None
+            cells += [_fmt(result.get("train_tokens_per_s"), 0), _fmt(per_cpu, 0)]
+            if key not in ("babi", "squad"):
+                cells.append(_fmt(result.get("decode_tokens_per_s"), 0))
+            rows.append("| " + " | ".join(cells) + " |")
+            chart.append((key, family, {label: result.get(metric) for metric, label, _ in metrics}))
+        rows.append("")
+    _plot(chart, cards / "quality_by_task.png")
+    analysis = ANALYSIS_PATH.read_text() if ANALYSIS_PATH.is_file() else ""
+    text = f"""# Reference models: recurrent vs self-attention
+
+Both hf_tinylm families trained from scratch on real data, on CPU, each pair at an equal budget (GitHub issue 6).
+Every number below was measured by `python benchmarks/reference_models.py` (one command per model, given in each
+card; `scripts/reference_models_all.sh` runs them all and rewrites this page). Budgets are **CPU seconds of
+optimizer steps** (`train.py --max_train_seconds`, one torch thread per run), so runs sharing the machine do not
+change how much each model trains; the learning-rate schedule (warmup, cosine) is spread over that budget.
+"train tokens/s" is real (unpadded) tokens per wall-clock second of training on one thread of a shared 2-core
+machine (other runs were using the machine too); "tokens/CPU s" divides by the CPU seconds of optimizer steps
+instead (the budget; for the 2,000-step attention LM its whole training CPU time, evaluations included), which
+sharing does not inflate. Compare the families within a table, not with other machines.
+
+![quality by task](quality_by_task.png)
+
+## Results
+
+{chr(10).join(rows)}
+## Decoding speed and latency against context length
+
+"decode tokens/s" above: greedy decoding of 32 new tokens at batch 1 on one thread, after the task prompt (LM:
+"ROMEO:"; translation: the first test2016 sentence; summarization: the first test abstract, up to 256 tokens),
+median of 5, measured by `python benchmarks/reference_models.py decode-speed NAME` when no other reference run
+was training (other sessions' jobs may still have shared the machine).
+
+Measured side by side in one process by `benchmarks/bench_rnn.py` (see [BENCHMARKS.md](../benchmarks/BENCHMARKS.md)):
+LSTM and attention language models of about the same size, batch 1, ms per generated token with the cache.
+The recurrent state is constant-size, so the RNN's cost per token stays flat while attention's grows with the
+context (1.27x slower at 64 tokens of context, 2.47x at 4,096).
+
+![decode latency](../benchmarks/decode_latency.png)
+
+{analysis}"""
+    path = cards / "README.md"
+    path.write_text(text)
+    return path
+
+
+def _plot(chart, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    tasks = list(dict.fromkeys(key for key, _, _ in chart))
+    if not tasks:
+        return
+    figure = Figure(figsize=(4 * len(tasks), 3.6))
+    axes = figure.subplots(1, len(tasks), squeeze=False)[0]
+    colours = {"attention": "tab:blue", "lstm": "tab:orange", "gru": "tab:green"}
+    for ax, task in zip(axes, tasks):
+        entries = [(family, values) for key, family, values in chart if key == task]
+        labels = [label for label in entries[0][1] if label != "val perplexity"]
+        width = 0.8 / len(entries)
+        for index, (family, values) in enumerate(entries):
+            xs = [i + index * width for i in range(len(labels))]
+            ys = [values.get(label) or 0 for label in labels]
+            bars = ax.bar(xs, ys, width, label=family, color=colours.get(family))
+            ax.bar_label(bars, fmt="%.2f" if task == "lm" else "%.1f", fontsize=7)
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(labels))], labels, fontsize=8)
+        ax.set_title(TASKS[task][0].split(",")[0] + ": " + TASKS[task][0].split(",")[1].split("(")[0].strip(),
+                     fontsize=9)  # fmt: skip
+        if task == "lm":
+            ax.axhline(1.88, color="grey", linestyle="--", linewidth=1, label="nanoGPT (1.88)")
+            ax.set_ylim(1.4, 1.95)
+        if task == "multi30k":
+            ax.axhline(25, color="grey", linestyle="--", linewidth=1, label="target, 1 CPU hour (25 BLEU)")
+        ax.legend(fontsize=7)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("score (LM: loss, lower is better; others: higher is better)", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)

@@ -1,0 +1,146 @@
+"""The reference-model recipes (benchmarks/reference_models.py) on tiny slices of the real data files, the bAbI
+converter on real lines, and the committed reference model cards (metadata parses, model-index = eval_results.json).
+"""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from hf_tinylm.hub import validate_model_card
+from hf_tinylm.training import TimeBudgetCallback, TinyLMTrainingArguments
+from tests import training_data
+from tests.helpers import SHARED_DATA
+
+ROOT = Path(__file__).resolve().parents[1]
+BABI = SHARED_DATA / "babi" / "en"
+requires_data = pytest.mark.skipif(
+    not SHARED_DATA.is_dir(), reason=f"the shared data sets are not at {SHARED_DATA} (they are laid beside the repo)"
+)
+# A few steps of the smallest model, on a few rows: the plumbing, not the quality.
+TINY = [
+    "--model_size", "tiny", "--max_steps", "2", "--max_train_samples", "24", "--max_eval_samples", "4",
+    "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "4", "--eval_strategy", "no",
+    "--max_new_tokens", "4", "--vocab_size", "300", "--logging_steps", "1",
+]  # fmt: skip
+
+
+def _load_recipe():
+    spec = importlib.util.spec_from_file_location("reference_models", ROOT / "benchmarks" / "reference_models.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["reference_models"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+recipe = _load_recipe()
+
+
+@pytest.fixture
+def prepared(tmp_path, monkeypatch):
+    """Recipes read their converted data from a temporary folder and run from the repository root."""
+    monkeypatch.setattr(recipe, "SHARED_DATA", SHARED_DATA)
+    monkeypatch.setattr(recipe, "PREPARED", tmp_path / "data")
+    monkeypatch.chdir(ROOT)
+    with training_data.one_torch_thread():
+        yield tmp_path
+
+
+@requires_data
+def test_babi_converter_points_at_the_supporting_fact():
+    rows = recipe.babi_examples(BABI / "qa1_single-supporting-fact_train.txt", "qa1")
+    assert len(rows) == 1000
+    first = rows[0]  # story: "Mary moved to the bathroom. John went to the hallway." -> "Where is Mary?"
+    assert first["context"] == "Mary moved to the bathroom. John went to the hallway."
+    assert (first["question"], first["answers"]["text"]) == ("Where is Mary?", ["bathroom"])
+    start = first["answers"]["answer_start"][0]
+    assert first["context"][start : start + len("bathroom")] == "bathroom" and start == len("Mary moved to the ")
+    # The context holds statements only; the questions of the same story are not in it.
+    assert all("?" not in row["context"] for row in rows)
+
+    # qa2 "Where is the football?": the location is in the later supporting fact, not the first mention.
+    rows = recipe.babi_examples(BABI / "qa2_two-supporting-facts_test.txt", "qa2")
+    assert len(rows) == 1000
+    for row in rows[:50]:
+        start, answer = row["answers"]["answer_start"][0], row["answers"]["text"][0]
+        assert row["context"][start : start + len(answer)] == answer
+    lines = (BABI / "qa2_two-supporting-facts_test.txt").read_text().splitlines()
+    question_line = next(line for line in lines if "\t" in line)
+    support = [int(i) for i in question_line.split("\t")[2].split()]
+    fact = next(line for line in lines if line.startswith(f"{max(support)} ")).split(" ", 1)[1]
+    start = rows[0]["answers"]["answer_start"][0]
+    sentence_start = rows[0]["context"].rfind(". ", 0, start) + 2
+    assert rows[0]["context"][sentence_start:].startswith(fact)
+
+
+@requires_data
+def test_data_preparation_writes_what_train_py_reads(prepared):
+    files = recipe.prepare_babi(prepared / "data", limit=5)
+    assert len(files["train"].read_text().splitlines()) == 15
+    squad = recipe.split_squad_by_article(prepared / "data", limit=1)
+    held_out = json.loads(squad["heldout"].read_text())
+    full = json.loads((SHARED_DATA / "squad" / "dev-v1.1.json").read_text())
+    assert held_out["data"][0]["title"] == full["data"][recipe.SQUAD_TRAIN_ARTICLES]["title"]
+    mt = recipe.prepare_multi30k(prepared / "data", limit=3)
+    assert json.loads(mt["test2016"].read_text().splitlines()[0]) == {
+        "en": "A man in an orange hat starring at something.",
+        "de": "Ein Mann mit einem orangefarbenen Hut, der etwas anstarrt.",
+    }
+    tldr = recipe.prepare_scitldr(prepared / "data", limit=2)
+    row = json.loads(tldr["test"].read_text().splitlines()[0])
+    assert isinstance(row["source"], list) and len(row["target"]) >= 2
+
+
+def test_time_budget_schedules_the_rate_over_time():
+    args = TinyLMTrainingArguments(
+        output_dir="unused", warmup_steps=0.1, lr_scheduler_type="cosine_with_min_lr",
+        lr_scheduler_kwargs={"min_lr_rate": 0.1}, max_train_seconds=10,
+    )  # fmt: skip
+    budget = TimeBudgetCallback(10)
+    scales = []
+    for elapsed in (0.5, 1.0, 5.5, 10.0):
+        budget.elapsed = elapsed
+        scales.append(budget.rate_scale(args, step=100))
+    assert scales[0] == pytest.approx(0.5) and scales[1] == pytest.approx(1.0)
+    assert scales[2] == pytest.approx(0.55) and scales[3] == pytest.approx(0.1)
+
+
+@requires_data
+@pytest.mark.parametrize(
+    "name",
+    ["lm-lstm-shakespeare", "qa-attention-babi", "qa-lstm-squad", "sum-attention-scitldr", "mt-lstm-multi30k"],
+)
+def test_recipe_runs_train_and_finish(prepared, name):
+    """Each recipe's train.py arguments on tiny slices of its data, then its evaluation, examples and card."""
+    recipe._prepare(recipe.runs()[name], limit=6)
+    run = recipe.runs()[name]
+    out = prepared / name
+    extra = [*TINY, "--max_train_seconds", "30"] if "--max_train_seconds" in run.train_argv() else TINY
+    recipe.train(run, extra, output_dir=out, in_process=True)
+    if run.task != "lm":
+        recipe.measure_feature_length(run, out)
+    results = recipe.finish(run, copy_card=False, folder=out)
+    assert results and all(isinstance(value, float) for value in results.values())
+    card = validate_model_card(out)
+    text = card.text
+    assert f"python benchmarks/reference_models.py run {name}" in text and "python train.py" in text
+    assert "Real outputs of this model" in text and "```text" in text
+    assert recipe.LICENCES[run.data][1][:40] in text
+    if run.data == "multi30k":
+        assert "Non-commercial use only" in text and set(results) == {"eval_bleu", "eval_chrf"}
+    if run.data == "babi":
+        assert {"eval_exact_match_qa1", "eval_exact_match_qa2", "eval_exact_match_qa3"} <= set(results)
+
+
+COMMITTED_CARDS = sorted(path.parent for path in (ROOT / "model_cards").glob("*/README.md"))
+
+
+@pytest.mark.skipif(not COMMITTED_CARDS, reason="no reference model cards in model_cards/ yet")
+@pytest.mark.parametrize("folder", COMMITTED_CARDS, ids=[folder.name for folder in COMMITTED_CARDS])
+def test_committed_reference_cards_are_valid(folder):
+    card = validate_model_card(folder)  # metadata parses; model-index == eval_results.json
+    assert (folder / "eval_results.json").is_file() and card.data.eval_results
+    assert card.data.license and card.data.datasets
+    assert "python benchmarks/reference_models.py run " + folder.name in card.text
