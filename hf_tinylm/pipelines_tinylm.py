@@ -48,7 +48,16 @@ def _context_limit(config) -> int | None:
     return getattr(config, "max_position_embeddings", None) if rope_type == "default" else None
 
 
-class TinyLMGenerationPipeline(Pipeline):
+class TextOnly:
+    """What every hf_tinylm pipeline loads beside the model: a tokenizer, no processors or feature extractors."""
+
+    _load_tokenizer = True
+    _load_processor = False
+    _load_image_processor = False
+    _load_feature_extractor = False
+
+
+class TinyLMGenerationPipeline(TextOnly, Pipeline):
     """Writes each input as the model's training prompt, generates after it (greedy unless generate kwargs say
     otherwise), and returns the decoded continuation as `[{f"{output_key}_text": ...}]`.
 
@@ -63,10 +72,6 @@ class TinyLMGenerationPipeline(Pipeline):
     default_max_new_tokens: int  # when neither the call nor the model's generation config says
     prompt_parameters: tuple[str, ...] = ()  # call arguments that go to `build_prompt`, through `_prompt_args`
 
-    _load_tokenizer = True
-    _load_processor = False
-    _load_image_processor = False
-    _load_feature_extractor = False
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -225,7 +230,7 @@ class TinyLMSummarizationPipeline(TinyLMGenerationPipeline):
     default_max_new_tokens = 128
 
 
-class TinyLMQuestionAnsweringPipeline(ChunkPipeline):
+class TinyLMQuestionAnsweringPipeline(TextOnly, ChunkPipeline):
     """`pipeline("question-answering", model=...)` for hf_tinylm `...ForQuestionAnswering` models.
 
     Returns `{"score", "start", "end", "answer"}` with `answer == context[start:end]` (a list of `top_k` such dicts
@@ -236,10 +241,6 @@ class TinyLMQuestionAnsweringPipeline(ChunkPipeline):
     offsets map tokens back to characters.
     """
 
-    _load_tokenizer = True
-    _load_processor = False
-    _load_image_processor = False
-    _load_feature_extractor = False
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
