@@ -14,13 +14,12 @@
 import argparse
 import copy
 import os
-import statistics
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 import torch
-from bench_attention import timed, write_section
+from _common import alternating_median_seconds, training_step, write_section
 from matplotlib.figure import Figure  # renders with Agg; no pyplot, no display needed
 from torch import nn
 
@@ -45,33 +44,6 @@ class BareLSTMLanguageModel(nn.Module):
         # Shift the targets, not the logits: slicing the logits would copy them, a cost the comparison is not about.
         targets = nn.functional.pad(ids[:, 1:], (0, 1), value=-100)
         return nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
-
-
-def alternating_median_seconds(prepare: dict[str, Callable[[], Callable[[], object]]], reps: int, device: str) -> dict:
-    """Median seconds of each candidate over `reps` rounds, after one warm-up round.
-
-    Every round runs each candidate once, in an order that reverses from round to round, so load from other jobs on a
-    shared machine does not keep falling on the same one. `prepare[name]()` builds the run before the clock starts.
-    """
-    names = list(prepare)
-    times = {name: [] for name in names}
-    for round_idx in range(reps + 1):
-        for name in names if round_idx % 2 == 0 else reversed(names):
-            seconds = timed(prepare[name](), device)
-            if round_idx > 0:
-                times[name].append(seconds)
-    return {name: statistics.median(t) for name, t in times.items()}
-
-
-def training_step(compute_loss: Callable[[], torch.Tensor], parameters) -> Callable[[], None]:
-    optimizer = torch.optim.AdamW(parameters, lr=1e-4)
-
-    def step():
-        compute_loss().backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    return step
 
 
 def decode(model, cache, tokens: torch.Tensor) -> None:
