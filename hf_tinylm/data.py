@@ -127,6 +127,17 @@ class DataArguments:
         metadata={"help": "Longest generated prediction (default --max_target_length), or lm sample (default 200)."},
     )
     sample_prompt: str = field(default="The", metadata={"help": "lm: prompt of the sample printed after training."})
+    license: str | None = field(
+        default=None,
+        metadata={
+            "help": "Model card: the Hub licence id to publish under, usually the training data's terms "
+            "('apache-2.0', 'cc-by-sa-4.0', 'other', ...; a '-nc' licence marks the model non-commercial)."
+        },
+    )
+    language: list[str] | None = field(
+        default=None,
+        metadata={"help": "Model card: language code(s) of the training data, e.g. 'en' or 'en de'."},
+    )
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for `datasets.map`."})
     overwrite_cache: bool = field(default=False, metadata={"help": "Recompute the cached preprocessed datasets."})
 

@@ -115,6 +115,7 @@ def write_model_card(
     eval_results: dict | None = None,
     training_args: dict | None = None,
     dataset_name: str | None = None,
+    dataset_id: str | None = None,
     license: str | None = None,
     language: str | list[str] | None = None,
     task: str | None = None,
@@ -131,7 +132,9 @@ def write_model_card(
     Args:
         eval_results: what `Trainer.evaluate()` returned; its metrics go into a table and the `model-index`.
         training_args: the hyper-parameters worth reporting (name -> value), shown as a table.
-        dataset_name: the training data, ideally a Hub dataset id (it becomes the `datasets` metadata).
+        dataset_name: the training data as the card's text names it (defaults to `dataset_id`).
+        dataset_id: the training data's Hub dataset id, if it has one: the `datasets` metadata that links the card
+            to the dataset's page. Local files have none, and descriptive names do not belong there.
         license: a Hub licence id ("apache-2.0", "cc-by-nc-sa-4.0", "other", ...): the training data's terms.
         language: language code(s) of the training data.
         task: a `task_formats` task; defaults to the one in the config's task settings, else "lm".
@@ -150,19 +153,20 @@ def write_model_card(
     description = _describe(config, task)
     metrics = measured_metrics(eval_results or {})
     model_id = repo_id or folder.resolve().name
+    dataset_name = dataset_name or dataset_id
     card_data = ModelCardData(
         license=license,
         language=language,
         library_name="transformers",
         pipeline_tag=description["pipeline_tag"],
         tags=["hf_tinylm", config.model_type, "custom_code"],
-        datasets=[dataset_name] if dataset_name else None,
+        datasets=[dataset_id] if dataset_id else None,
         base_model=base_model,
         model_name=model_id if metrics else None,
         eval_results=[
             EvalResult(
                 task_type=description["pipeline_tag"],
-                dataset_type=dataset_name or "custom",
+                dataset_type=dataset_id or "custom",
                 dataset_name=dataset_name or "custom",
                 dataset_split=eval_split,
                 metric_type=name,

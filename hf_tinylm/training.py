@@ -574,6 +574,10 @@ def _report(trainer: Trainer, tokenizer, model_args, data_args, metrics: dict) -
         eval_results=metrics or None,
         training_args=_reported_hyperparameters(trainer, model_args, data_args),
         dataset_name=_data_name(data_args, readable=True),
+        # Card metadata names Hub datasets only; a local dataset folder is described in the text.
+        dataset_id=None if _is_local(data_args.dataset_name) else data_args.dataset_name,
+        license=data_args.license,
+        language=data_args.language or (["en"] if _uses_default_corpus(data_args) else None),
         task=data_args.task,
         # Card metadata names Hub models only; a local starting folder is described in the hyper-parameters.
         base_model=None if _is_local(model_args.model_name_or_path) else model_args.model_name_or_path,
@@ -586,6 +590,10 @@ def _report(trainer: Trainer, tokenizer, model_args, data_args, metrics: dict) -
         print(f"Validation perplexity: {metrics['eval_perplexity']:.2f}")
     width = max(len(what) for what, _ in lines)
     print("\n".join(f"{what:<{width}}  {where}" for what, where in lines))
+
+
+def _uses_default_corpus(data_args: data.DataArguments) -> bool:
+    return data_args.dataset_name is None and data_args.train_file is None
 
 
 def _is_local(name_or_path: str | None) -> bool:

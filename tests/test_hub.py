@@ -59,7 +59,7 @@ def test_model_card_metadata_round_trips_and_the_text_reports_the_model(tmp_path
         tmp_path,
         eval_results=EVAL_RESULTS,
         training_args={"learning_rate": 0.003, "max_steps": 2000},
-        dataset_name="bentrevett/multi30k",
+        dataset_id="bentrevett/multi30k",
         license="other",
         language=["en", "de"],
         base_model="someone/tiny-rnn-lm",
@@ -97,6 +97,17 @@ def test_model_card_metadata_round_trips_and_the_text_reports_the_model(tmp_path
         'pipe("A man is riding a bicycle down the street.")' in text
     )
     assert ModelCard.load(tmp_path / "README.md").content == card.content
+
+
+def test_a_dataset_without_a_hub_id_is_named_in_the_text_only(tmp_path, tokenizer):
+    save_translation_model(tmp_path, tokenizer)
+    card = write_model_card(tmp_path, eval_results=EVAL_RESULTS, dataset_name="multi30k (task 1, en-de), local copy")
+    assert card.data.datasets is None
+    assert {(r.dataset_type, r.dataset_name) for r in card.data.eval_results} == {
+        ("custom", "multi30k (task 1, en-de), local copy")
+    }
+    assert "Training data: multi30k (task 1, en-de), local copy." in card.text
+    validate_model_card(tmp_path)
 
 
 def test_save_pretrained_writes_a_card_that_validates(tmp_path, tokenizer):

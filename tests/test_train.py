@@ -185,6 +185,9 @@ def test_no_argument_run_trains_on_the_python_docs(tmp_path, capsys):
     assert "Sample (temperature 0.8, top-k 50):\nThe" in printed
     assert f"evaluation results                   {folder / 'eval_results.json'}" in printed
     assert list((folder / "runs").glob("*/events.out.tfevents.*")), "TensorBoard logs by default when installed"
+    card = ModelCard.load(folder / "README.md")
+    assert (card.data.language, card.data.datasets) == (["en"], None)  # the docs are English, and on no Hub page
+    assert "Training data: the CPython documentation (pydoc_data.topics)." in card.text
 
 
 def test_reuses_a_tokenizer_and_adds_the_tokens_it_lacks(tmp_path):
@@ -243,8 +246,19 @@ def language_model(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("lm")
     text = str(training_data.shakespeare_txt(tmp_path))
     with training_data.one_torch_thread():
-        _, folder = train(tmp_path, "--train_file", text, "--block_size", "128", "--max_eval_samples", "100")
+        _, folder = train(
+            tmp_path, "--train_file", text, "--block_size", "128", "--max_eval_samples", "100",
+            "--license", "cc-by-nc-sa-4.0", "--language", "en",
+        )  # fmt: skip
     return folder
+
+
+def test_card_metadata_from_the_command_line(language_model):
+    card = ModelCard.load(language_model / "README.md")
+    assert (card.data.license, card.data.language) == ("cc-by-nc-sa-4.0", ["en"])
+    # A local file is named in the text, never as `datasets` metadata (which links to a Hub dataset page).
+    assert card.data.datasets is None and "Training data: shakespeare.txt." in card.text
+    assert "Non-commercial use only" in card.text
 
 
 def test_continue_from_a_saved_model_with_a_new_head(tmp_path, language_model):
