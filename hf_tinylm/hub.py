@@ -13,7 +13,8 @@ from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 from safetensors import safe_open
 from transformers import AutoConfig
 
-from .task_formats import build_prompt, language_pairs, settings_from_config
+from .pipelines_tinylm import pipeline_task
+from .task_formats import CONFIG_KEY, build_prompt, language_pairs, settings_from_config
 
 TEMPLATE_PATH = Path(__file__).with_name("model_card_template.md")
 # The oldest transformers release the code saved in a model folder runs on: see docs/compatibility.md, measured by
@@ -225,15 +226,18 @@ def validate_model_card(folder) -> ModelCard:
 
 def check_folder(folder) -> None:
     """Raise, listing every problem, unless the folder holds what a Hub repository of an hf_tinylm model needs:
-    weights, tokenizer, a config whose `auto_map` and `custom_pipelines` point at code that is there, and a valid
-    model card."""
+    weights, tokenizer, a config whose `auto_map` (and, for a model trained for a pipeline task, `custom_pipelines`)
+    point at code that is there, and a valid model card."""
     folder = Path(folder)
     problems = []
     config_path = folder / "config.json"
     config = json.loads(config_path.read_text()) if config_path.is_file() else {}
     if not config:
         problems.append("no config.json")
-    for key in ("auto_map", "custom_pipelines"):
+    trained_task = (config.get("task_specific_params") or {}).get(CONFIG_KEY, {}).get("task")
+    extractive = any(name.endswith("ForQuestionAnswering") for name in config.get("architectures") or [])
+    needed = ["auto_map"] + (["custom_pipelines"] if pipeline_task(trained_task, extractive) else [])
+    for key in needed:
         if config and not config.get(key):
             problems.append(f"config.json has no `{key}` (save the model with hf_tinylm's `save_pretrained`)")
     references = [

@@ -4,9 +4,10 @@ transformers v5 removed these three tasks; these classes bring them back with th
 Translation and summarization generate with a causal LM after the prompt `task_formats` defines, the one training
 used; question answering reads start/end logits from a `...ForQuestionAnswering` head, window by window.
 
-Every saved hf_tinylm folder lists these classes in its config (`custom_pipelines()`) and carries this file, so
-`pipeline("translation", model=folder, trust_remote_code=True)` works where hf_tinylm is not installed. Hence the
-imports: torch, transformers and the copied `task_formats` only.
+Every saved hf_tinylm folder carries this file, and a model trained for one of these tasks lists its pipeline in its
+config (`custom_pipelines(model)`), so `pipeline("translation", model=folder, trust_remote_code=True)`, or just
+`pipeline(model=folder, trust_remote_code=True)`, works where hf_tinylm is not installed. Hence the imports: torch,
+transformers and the copied `task_formats` only.
 """
 
 import collections.abc
@@ -405,8 +406,24 @@ PIPELINES = {
 }
 
 
-def custom_pipelines() -> dict:
-    """The `config.custom_pipelines` entry through which `pipeline(task, model=folder, trust_remote_code=True)` finds
-    these classes in the copy of this file saved beside the model."""
-    module = __name__.rsplit(".", 1)[-1]
-    return {task: {"impl": f"{module}.{cls.__name__}", "pt": [auto]} for task, (cls, auto) in PIPELINES.items()}
+def pipeline_task(trained_task: str | None, extractive: bool) -> str | None:
+    """The pipeline task that serves a model trained for `trained_task` (a `task_formats` task), if any.
+
+    `extractive`: the model has a `...ForQuestionAnswering` span head. None for a plain language model (served by
+    transformers' own `text-generation`) and for generative QA (a causal LM, which answers through text generation).
+    """
+    if extractive:
+        return "question-answering" if trained_task == "qa" else None
+    return trained_task if trained_task in ("translation", "summarization") else None
+
+
+def custom_pipelines(model) -> dict:
+    """The `config.custom_pipelines` entry for `model`: the one pipeline of the task it was trained for, found in the
+    copy of this file saved beside the model. One entry, so `pipeline(model=folder, trust_remote_code=True)` infers
+    the task; `pipeline(task, model=folder, trust_remote_code=True)` works as well."""
+    extractive = type(model).__name__.endswith("ForQuestionAnswering")
+    task = pipeline_task(settings_from_config(model.config).get("task"), extractive)
+    if task is None:
+        return {}
+    pipeline_class, auto_class = PIPELINES[task]
+    return {task: {"impl": f"{__name__.rsplit('.', 1)[-1]}.{pipeline_class.__name__}", "pt": [auto_class]}}

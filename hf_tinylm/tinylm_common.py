@@ -51,9 +51,9 @@ def check_model_inputs(
 class HubReadyMixin:
     """Makes `save_pretrained` write a folder that uploads to the Hub as is and works where hf_tinylm is not installed.
 
-    Besides the model code transformers copies for `auto_map`, the config lists the task pipelines
-    (`custom_pipelines`) and their code is copied too, so `pipeline("translation", model=folder,
-    trust_remote_code=True)` works. Where hf_tinylm is installed, a model card (README.md) is written when the folder
+    Besides the model code transformers copies for `auto_map`, the pipeline code is copied too, and the config lists
+    the pipeline of the task the model was trained for (`custom_pipelines`), so `pipeline("translation",
+    model=folder, trust_remote_code=True)` works, and without the task name too. Where hf_tinylm is installed, a model card (README.md) is written when the folder
     has none; train.py then replaces it with one that has the training data and evaluation results.
 
     Both families inherit it first: `class TinyXPreTrainedModel(HubReadyMixin, PreTrainedModel)`.
@@ -63,7 +63,7 @@ class HubReadyMixin:
         # A relative import, so transformers copies pipelines_tinylm.py (and what it imports) beside this file.
         from .pipelines_tinylm import custom_pipelines
 
-        self.config.custom_pipelines = custom_pipelines()
+        self.config.custom_pipelines = custom_pipelines(self)
         super().save_pretrained(save_directory, is_main_process=is_main_process, **kwargs)
         if is_main_process and not os.path.exists(os.path.join(save_directory, "README.md")):
             try:

@@ -237,8 +237,21 @@ def test_cli_uploads_a_complete_folder_and_refuses_an_incomplete_one(tmp_path, t
     assert len(hub.commits) == 1
 
 
+def test_a_plain_language_model_folder_needs_no_custom_pipeline(tmp_path, tokenizer):
+    """transformers' own text-generation pipeline serves it; listing ours would only block task inference."""
+    model = TinyRNNForCausalLM(TinyRNNConfig(vocab_size=len(tokenizer), hidden_size=16))
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["custom_pipelines"] == {}
+    assert (tmp_path / "pipelines_tinylm.py").is_file()  # still carried, for a later fine-tune on a task
+    check_folder(tmp_path)
+
+
 def test_check_folder_lists_every_problem(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "tiny_rnn"}))
+    trained_for_translation = {"hf_tinylm": {"task": "translation"}}
+    (tmp_path / "config.json").write_text(
+        json.dumps({"model_type": "tiny_rnn", "task_specific_params": trained_for_translation})
+    )
     with pytest.raises(ValueError) as error:
         check_folder(tmp_path)
     for problem in ("no `auto_map`", "no `custom_pipelines`", "no safetensors", "no tokenizer", "no model card"):

@@ -388,7 +388,8 @@ def test_saved_folders_run_every_pipeline_in_a_fresh_process_without_hf_tinylm(f
         assert {"config.json", "model.safetensors", "tokenizer.json", "README.md"} <= files
         assert ("generation_config.json" in files) == model.can_generate()
         assert {"pipelines_tinylm.py", "task_formats.py", "tinylm_common.py", f"modeling_tiny_{family}.py"} <= files
-        assert json.loads((folder / "config.json").read_text())["custom_pipelines"] == custom_pipelines()
+        listed = json.loads((folder / "config.json").read_text())["custom_pipelines"]
+        assert listed == custom_pipelines(model) == ({} if task == "text-generation" else {task: listed[task]})
         inputs, kwargs = calls[task]
         expected[task] = pipeline(task, model=model, tokenizer=tokenizer, device="cpu")(inputs, **kwargs)
 
@@ -404,6 +405,8 @@ def test_saved_folders_run_every_pipeline_in_a_fresh_process_without_hf_tinylm(f
             folder = f"{{root}}/{{task}}"
             pipe = pipeline(task, model=folder, trust_remote_code=True, device="cpu")
             results[task] = pipe(inputs, **kwargs)
+            if task != "text-generation":  # the folder names its one pipeline: no task name needed
+                assert pipeline(model=folder, trust_remote_code=True, device="cpu")(inputs, **kwargs) == results[task]
             classes[task] = [type(obj).__module__ for obj in (pipe, pipe.model, AutoConfig.from_pretrained(folder, trust_remote_code=True))]
             classes[task].append(type(AutoTokenizer.from_pretrained(folder, trust_remote_code=True)).__name__)
 
@@ -428,4 +431,4 @@ def test_saved_folders_run_every_pipeline_in_a_fresh_process_without_hf_tinylm(f
         assert tokenizer_class == "TokenizersBackend" or tokenizer_class.endswith("Fast")
     assert {"pipelines_tinylm.py", "task_formats.py", "tinylm_common.py", "model.safetensors"} <= set(got["resaved"])
     assert "README.md" not in got["resaved"]
-    assert got["custom_pipelines"] == custom_pipelines()
+    assert got["custom_pipelines"] == custom_pipelines(models["question-answering"])
