@@ -73,7 +73,6 @@ class TinyLMGenerationPipeline(TextOnly, Pipeline):
     default_max_new_tokens: int  # when neither the call nor the model's generation config says
     prompt_parameters: tuple[str, ...] = ()  # call arguments that go to `build_prompt`, through `_prompt_args`
 
-
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if not self.model.can_generate():
@@ -238,10 +237,11 @@ class TinyLMQuestionAnsweringPipeline(TextOnly, ChunkPipeline):
     when `top_k > 1`). A context longer than `max_seq_len` tokens (with the question) is read in windows that
     overlap by `doc_stride` tokens, each repeating the question; answers from all windows compete, scored as
     P(start) * P(end) within their window. `max_answer_len` bounds an answer in tokens; with
-    `handle_impossible_answer=True` the empty answer (start = end = 0) competes too. Needs a fast tokenizer, whose
-    offsets map tokens back to characters.
+    `handle_impossible_answer=True` the empty answer (start = end = 0) competes too. `align_to_words` (default True)
+    widens an answer that starts or ends inside a word to the whole word, which a sub-word or character tokenizer
+    otherwise leaves cut; turn it off for languages written without spaces. `max_question_len` cuts longer questions
+    to that many tokens (with a warning). Needs a fast tokenizer, whose offsets map tokens back to characters.
     """
-
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -284,30 +284,51 @@ class TinyLMQuestionAnsweringPipeline(TextOnly, ChunkPipeline):
         return super().__call__([{"question": q, "context": c} for q, c in zip(questions, contexts)], **kwargs)
 
     def _sanitize_parameters(
-        self, top_k=None, doc_stride=None, max_answer_len=None, max_seq_len=None, handle_impossible_answer=None
+        self,
+        top_k=None,
+        doc_stride=None,
+        max_answer_len=None,
+        max_seq_len=None,
+        max_question_len=None,
+        handle_impossible_answer=None,
+        align_to_words=None,
     ):
-        preprocess_params = {}
-        if doc_stride is not None:
-            preprocess_params["doc_stride"] = doc_stride
-        if max_seq_len is not None:
-            preprocess_params["max_seq_len"] = max_seq_len
-        postprocess_params = {}
-        for name, value in (("top_k", top_k), ("max_answer_len", max_answer_len)):
-            if value is not None:
-                if value < 1:
-                    raise ValueError(f"`{name}` must be at least 1, got {value}.")
-                postprocess_params[name] = value
-        if handle_impossible_answer is not None:
-            postprocess_params["handle_impossible_answer"] = handle_impossible_answer
-        return preprocess_params, {}, postprocess_params
+        at_least_one = {"top_k": top_k, "max_answer_len": max_answer_len, "max_question_len": max_question_len}
+        for name, value in at_least_one.items():
+            if value is not None and value < 1:
+                raise ValueError(f"`{name}` must be at least 1, got {value}.")
+        return (
+            _given(doc_stride=doc_stride, max_seq_len=max_seq_len, max_question_len=max_question_len),
+            {},
+            _given(
+                top_k=top_k,
+                max_answer_len=max_answer_len,
+                handle_impossible_answer=handle_impossible_answer,
+                align_to_words=align_to_words,
+            ),
+        )
 
-    def preprocess(self, example, doc_stride=None, max_seq_len=None):
+    def _shorten_question(self, question: str, max_question_len: int) -> str:
+        encoded = self.tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)
+        if len(encoded["input_ids"]) <= max_question_len:
+            return question
+        shortened = question[: encoded["offset_mapping"][max_question_len - 1][1]]
+        logger.warning(
+            f"The question is {len(encoded['input_ids'])} tokens long; cut to `max_question_len` "
+            f"({max_question_len}): {shortened!r}."
+        )
+        return shortened
+
+    def preprocess(self, example, doc_stride=None, max_seq_len=None, max_question_len=None):
         if not isinstance(example, collections.abc.Mapping) or "question" not in example or "context" not in example:
             raise TypeError(f"Each question-answering input needs a question and a context, got {example!r}.")
         context = example["context"]
         if not isinstance(context, str) or not context.strip():
             raise ValueError("Question answering needs a non-empty context.")
-        question = build_qa_question(example["question"])
+        question = example["question"]
+        if max_question_len is not None and isinstance(question, str):
+            question = self._shorten_question(question, max_question_len)
+        question = build_qa_question(question)
         limit = _context_limit(self.model.config)
         max_seq_len = max_seq_len or min(384, limit or 384)
         if limit is not None and max_seq_len > limit:
@@ -362,7 +383,8 @@ class TinyLMQuestionAnsweringPipeline(TextOnly, ChunkPipeline):
             **{key: inputs[key] for key in ("attention_mask", "p_mask", "offsets", "context", "is_last")},
         }
 
-    def postprocess(self, windows, top_k=1, max_answer_len=15, handle_impossible_answer=False):
+    def postprocess(self, windows, top_k=1, max_answer_len=15, handle_impossible_answer=False, align_to_words=True):
+        context = windows[0]["context"]
         best = {}  # (start, end) in characters -> best score over the windows
         null_score = None
         for window in windows:
@@ -386,8 +408,9 @@ class TinyLMQuestionAnsweringPipeline(TextOnly, ChunkPipeline):
                 if score > 0:
                     first, last = divmod(index, spans.shape[1])
                     span = (offsets[first][0], offsets[last][1])
+                    if align_to_words:
+                        span = _widen_to_words(context, *span)
                     best[span] = max(score, best.get(span, 0.0))
-        context = windows[0]["context"]
         answers = [
             {"score": score, "start": start, "end": end, "answer": context[start:end]}
             for (start, end), score in best.items()
@@ -396,6 +419,21 @@ class TinyLMQuestionAnsweringPipeline(TextOnly, ChunkPipeline):
             answers.append({"score": null_score, "start": 0, "end": 0, "answer": ""})
         answers = sorted(answers, key=lambda answer: answer["score"], reverse=True)[:top_k]
         return answers[0] if top_k == 1 else answers
+
+
+def _given(**params) -> dict:
+    """The parameters a caller set (not None), as `_sanitize_parameters` passes them on."""
+    return {name: value for name, value in params.items() if value is not None}
+
+
+def _widen_to_words(text: str, start: int, end: int) -> tuple[int, int]:
+    """The character span [start, end) widened so it neither starts nor ends inside a word (a run of letters or
+    digits): the v4 pipeline's `align_to_words`, done on characters so it is the same for every tokenizer."""
+    while start > 0 and text[start - 1].isalnum() and text[start].isalnum():
+        start -= 1
+    while end < len(text) and text[end - 1].isalnum() and text[end].isalnum():
+        end += 1
+    return start, end
 
 
 # task -> (pipeline class, the Auto class that loads its model)

@@ -232,20 +232,67 @@ def test_question_answering_contract_and_scores(family, tokenizer):
     qa = pipeline("question-answering", model=model, tokenizer=tokenizer, device="cpu")
     assert type(qa) is TinyLMQuestionAnsweringPipeline
 
-    answer = qa(question=QUESTION, context=CONTEXT, max_answer_len=8)
+    # Token spans as the model scores them (`align_to_words=False`), to compare with the brute-force search.
+    answer = qa(question=QUESTION, context=CONTEXT, max_answer_len=8, align_to_words=False)
     assert set(answer) == {"score", "start", "end", "answer"}
     assert isinstance(answer["start"], int) and isinstance(answer["end"], int) and 0 < answer["score"] <= 1
     assert answer["answer"] == CONTEXT[answer["start"] : answer["end"]] == answer["answer"].strip() != ""
     score, start, end = best_span_by_brute_force(model, tokenizer, QUESTION, CONTEXT, max_answer_len=8)
     assert (answer["start"], answer["end"]) == (start, end) and answer["score"] == pytest.approx(score)
-    assert qa(QUESTION, CONTEXT, max_answer_len=8) == answer
-    assert qa({"question": QUESTION, "context": CONTEXT}, max_answer_len=8) == answer
+    assert qa(QUESTION, CONTEXT, max_answer_len=8, align_to_words=False) == answer
+    assert qa({"question": QUESTION, "context": CONTEXT}, max_answer_len=8, align_to_words=False) == answer
 
-    answers = qa(question=QUESTION, context=CONTEXT, top_k=4, max_answer_len=3)
+    answers = qa(question=QUESTION, context=CONTEXT, top_k=4, max_answer_len=3, align_to_words=False)
     assert len(answers) == 4 and len({(a["start"], a["end"]) for a in answers}) == 4
     assert [a["score"] for a in answers] == sorted((a["score"] for a in answers), reverse=True)
     for a in answers:
         assert a["answer"] == CONTEXT[a["start"] : a["end"]] and 1 <= len(tokenizer.tokenize(a["answer"])) <= 3
+
+
+def is_word_boundary(text, index):
+    return index in (0, len(text)) or not (text[index - 1].isalnum() and text[index].isalnum())
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_question_answering_aligns_answers_to_whole_words(family, tokenizer):
+    model = make_model(family, tokenizer, "qa", qa_head=True)
+    qa = pipeline("question-answering", model=model, tokenizer=tokenizer, device="cpu")
+    # A character tokenizer and a random model: token spans cut words, as sub-word tokenizers also can.
+    cut = qa(question=QUESTION, context=CONTEXT, top_k=20, max_answer_len=6, align_to_words=False)
+    assert any(not (is_word_boundary(CONTEXT, a["start"]) and is_word_boundary(CONTEXT, a["end"])) for a in cut)
+
+    aligned = qa(question=QUESTION, context=CONTEXT, top_k=20, max_answer_len=6)
+    for a in aligned:
+        assert is_word_boundary(CONTEXT, a["start"]) and is_word_boundary(CONTEXT, a["end"]), a
+        assert a["answer"] == CONTEXT[a["start"] : a["end"]]
+    # Each aligned answer is a cut one widened, with the best score among the cut spans that widen to it.
+    widened = {}
+    for a in cut:
+        start, end = a["start"], a["end"]
+        while not is_word_boundary(CONTEXT, start):
+            start -= 1
+        while not is_word_boundary(CONTEXT, end):
+            end += 1
+        widened[start, end] = max(a["score"], widened.get((start, end), 0.0))
+    best = max(widened, key=widened.get)
+    assert (aligned[0]["start"], aligned[0]["end"]) == best
+    assert aligned[0]["score"] == pytest.approx(widened[best])
+
+
+def test_question_answering_cuts_long_questions_to_max_question_len(tokenizer, caplog):
+    model = make_model("attention", tokenizer, "qa", qa_head=True)
+    qa = pipeline("question-answering", model=model, tokenizer=tokenizer, device="cpu", max_seq_len=64)
+    long_question = "Where is the tower? " * 8  # alone, more than the 64-token window holds
+    with pytest.raises(ValueError, match="question alone fills"):
+        qa(question=long_question, context=CONTEXT)
+    with caplog.at_level("WARNING"):
+        answer = qa(question=long_question, context=CONTEXT, max_question_len=12)
+    assert "cut to `max_question_len` (12)" in caplog.text
+    shortened = long_question[:12]  # a character tokenizer: 12 tokens are 12 characters
+    assert answer == qa(question=shortened, context=CONTEXT)
+    assert qa(question=QUESTION, context=CONTEXT, max_question_len=100) == qa(question=QUESTION, context=CONTEXT)
+    with pytest.raises(ValueError, match="`max_question_len` must be at least 1"):
+        qa(question=QUESTION, context=CONTEXT, max_question_len=0)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
