@@ -12,7 +12,7 @@ checkpoints (e.g. SmolLM-class models) and lets our tests use Llama as the refer
 import argparse
 
 import torch
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import AutoConfig, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from .configuration_tiny_attention import TinyAttentionConfig
 from .modeling_tiny_attention import TinyAttentionForCausalLM
@@ -108,12 +108,27 @@ def tiny_attention_to_llama(model: TinyAttentionForCausalLM) -> LlamaForCausalLM
     return _load(LlamaForCausalLM(config), _split_state_dict(model), model.dtype)
 
 
+def _check_convertible(source: str, model_type: str) -> None:
+    """Refuse, before loading weights, a checkpoint whose weights would not carry over (from_pretrained would only
+    warn and initialise the rest at random)."""
+    config = AutoConfig.from_pretrained(source)
+    if config.model_type != model_type:
+        raise ValueError(f"{source} holds a {config.model_type!r} model; only {model_type!r} models convert this way.")
+    heads = [name for name in config.architectures or [] if not name.endswith("ForCausalLM")]
+    if heads:
+        raise ValueError(
+            f"{source} holds a {heads[0]}, whose task head Llama/TinyAttention causal LMs have no place for; only "
+            "causal language models convert."
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--to", choices=["tiny_attention", "llama"], required=True, help="target architecture")
     parser.add_argument("source", help="folder or Hub id of the model to convert")
     parser.add_argument("output_dir", help="where to save the converted model (and the tokenizer, if any)")
     args = parser.parse_args(argv)
+    _check_convertible(args.source, "llama" if args.to == "tiny_attention" else TinyAttentionConfig.model_type)
     if args.to == "tiny_attention":
         converted = llama_to_tiny_attention(LlamaForCausalLM.from_pretrained(args.source))
     else:

@@ -326,7 +326,9 @@ def _translation_column(dataset: Dataset, column, lang, side):
     if lang is None:
         raise ValueError(f"Translation needs --{side}_lang (or --{side}_column).")
     if "translation" in columns:
-        languages = list(dataset.features["translation"])
+        feature = dataset.features["translation"]
+        # Hub WMT-style datasets type the column as `datasets.Translation`; local json files give a dict of strings.
+        languages = list(feature.languages if isinstance(feature, datasets.Translation) else feature)
         if lang not in languages:
             raise ValueError(f"--{side}_lang {lang!r} is not in the 'translation' column; it has {languages}.")
         return ("translation", lang)

@@ -241,11 +241,10 @@ def run(
     if data_args.task == "lm":
         collator = default_data_collator
     elif extractive:
-        collator = DataCollatorWithPadding(tokenizer)
+        collator = RightPaddingCollator(tokenizer)
     else:
-        collator = DataCollatorForSeq2Seq(
-            tokenizer, pad_to_multiple_of=8 if training_args.fp16 or training_args.bf16 else None
-        )
+        # No `pad_to_multiple_of`: it would pad past the context length the model was sized for.
+        collator = DataCollatorForSeq2Seq(tokenizer)
     callbacks = list(callbacks)
     time_budget = TimeBudgetCallback(training_args.max_train_seconds) if training_args.max_train_seconds else None
     if time_budget is not None:
@@ -279,6 +278,14 @@ def run(
     if trainer.is_world_process_zero():
         _report(trainer, tokenizer, model_args, data_args, metrics)
     return metrics
+
+
+class RightPaddingCollator(DataCollatorWithPadding):
+    """Pads extractive-QA windows on the right whatever the tokenizer's `padding_side` (a reused tokenizer, or one a
+    generation pipeline switched to the left): answer positions count from the window's first token."""
+
+    def __call__(self, features):
+        return self.tokenizer.pad(features, padding=True, padding_side="right", return_tensors=self.return_tensors)
 
 
 class TimeBudgetCallback(TrainerCallback):

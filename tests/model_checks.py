@@ -166,6 +166,22 @@ class CausalLMChecks:
             rest = model(ids[:, 7:], cache=first.cache, use_cache=True).logits
         torch.testing.assert_close(rest, full[:, 7:], rtol=1e-5, atol=1e-5)
 
+    def test_the_deprecated_past_key_values_name_still_passes_the_cache(self):
+        """As in Llama until transformers 5.40: a warning, and the cache is used (not lost in **kwargs)."""
+        model = self.make_model()
+        ids = random_ids(1, 12)
+        with torch.no_grad():
+            full = model(ids).logits
+            first = model(ids[:, :7], use_cache=True)
+            with pytest.warns(FutureWarning, match="past_key_values"):
+                rest = model(ids[:, 7:], past_key_values=first.cache, use_cache=True).logits
+            base = model.base_model(ids[:, :7], use_cache=True)
+            with pytest.warns(FutureWarning, match="past_key_values"):
+                base_rest = model.base_model(ids[:, 7:], past_key_values=base.cache).last_hidden_state
+            base_full = model.base_model(ids).last_hidden_state
+        torch.testing.assert_close(rest, full[:, 7:], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(base_rest, base_full[:, 7:], rtol=1e-5, atol=1e-5)
+
     def test_left_padded_batch_generation_equals_one_by_one(self):
         model = self.make_model()
         rows = [random_ids(1, n, seed=n)[0] for n in (3, 7, 5)]

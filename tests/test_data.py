@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from datasets import Dataset, DatasetDict
+from datasets import Dataset, DatasetDict, Features, Translation
 
 from hf_tinylm import data
 from hf_tinylm.data import IGNORE_INDEX, DataArguments
@@ -66,6 +66,19 @@ def test_translation_from_language_columns_and_from_translation_dicts(tmp_path):
         assert examples["train"].column_names == ["source", "references"]
         assert examples["train"][0] == {"source": pairs[0][0], "references": [pairs[0][1]]}
         assert len(examples["train"]) + len(examples["validation"]) == 48
+
+
+def test_translation_from_a_hub_style_translation_feature(tmp_path):
+    """Hub WMT-style datasets (wmt16, opus_books, ...) type the column as `datasets.Translation`."""
+    pairs = training_data.multi30k_pairs(8)
+    features = Features({"translation": Translation(languages=["de", "en"])})
+    rows = {"translation": [{"de": de, "en": en} for en, de in pairs]}
+    raw = DatasetDict(train=Dataset.from_dict(rows, features=features))
+    args = DataArguments(task="translation", source_lang="en", target_lang="de")
+    examples = data.task_examples(raw, args)
+    assert examples["train"][0] == {"source": pairs[0][0], "references": [pairs[0][1]]}
+    with pytest.raises(ValueError, match=r"--target_lang 'fr' is not in the 'translation' column; it has \['de', 'en'\]"):
+        data.task_examples(raw, DataArguments(task="translation", source_lang="en", target_lang="fr"))
 
 
 def test_summarization_defaults_for_known_column_names(tmp_path):

@@ -4,7 +4,14 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from hf_tinylm import TinyAttentionConfig, TinyAttentionForCausalLM
+from hf_tinylm import (
+    TinyAttentionConfig,
+    TinyAttentionForCausalLM,
+    TinyAttentionForQuestionAnswering,
+    TinyRNNConfig,
+    TinyRNNForCausalLM,
+    convert,
+)
 from hf_tinylm.convert import llama_to_tiny_attention, tiny_attention_to_llama
 from tests.model_checks import VOCAB, CausalLMChecks, random_ids
 
@@ -127,6 +134,29 @@ def test_conversion_refuses_what_llama_cannot_express():
     model = TinyAttentionForCausalLM(tiny_config(hidden_dropout=0.1))
     with pytest.raises(ValueError, match="hidden_dropout"):
         tiny_attention_to_llama(model)
+
+
+def test_convert_command_round_trip_and_refusals(tmp_path):
+    torch.manual_seed(0)
+    LlamaForCausalLM(_llama_config(tiny_config())).save_pretrained(tmp_path / "llama")
+    convert.main(["--to", "tiny_attention", str(tmp_path / "llama"), str(tmp_path / "ours")])
+    convert.main(["--to", "llama", str(tmp_path / "ours"), str(tmp_path / "back")])
+    ids = random_ids(1, 10)
+    with torch.no_grad():
+        logits = [AutoModelForCausalLM.from_pretrained(tmp_path / name)(ids).logits for name in ("llama", "ours", "back")]
+    torch.testing.assert_close(logits[1], logits[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(logits[2], logits[0], rtol=1e-5, atol=1e-5)
+
+    # Weights that would not carry over are refused before anything is written (not loaded half at random).
+    TinyRNNForCausalLM(TinyRNNConfig(vocab_size=VOCAB, hidden_size=16)).save_pretrained(tmp_path / "rnn")
+    TinyAttentionForQuestionAnswering(tiny_config()).save_pretrained(tmp_path / "qa")
+    with pytest.raises(ValueError, match="holds a 'tiny_rnn' model; only 'tiny_attention' models convert"):
+        convert.main(["--to", "llama", str(tmp_path / "rnn"), str(tmp_path / "out")])
+    with pytest.raises(ValueError, match="holds a TinyAttentionForQuestionAnswering"):
+        convert.main(["--to", "llama", str(tmp_path / "qa"), str(tmp_path / "out")])
+    with pytest.raises(ValueError, match="holds a 'tiny_attention' model; only 'llama' models convert"):
+        convert.main(["--to", "tiny_attention", str(tmp_path / "ours"), str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
 
 
 def test_torch_compile_with_static_cache_generates_the_same_tokens():

@@ -68,6 +68,11 @@ CASES = {
             "--bf16",
             "--gradient_accumulation_steps",
             "2",
+            # Full-length examples (13 + 7 tokens, the model's whole context): a batch must not be padded past them.
+            "--max_source_length",
+            "13",
+            "--max_target_length",
+            "7",
         ],
         training_data.translation_csv,
         ["perplexity", "bleu", "chrf"],
@@ -188,6 +193,21 @@ def test_no_argument_run_trains_on_the_python_docs(tmp_path, capsys):
     card = ModelCard.load(folder / "README.md")
     assert (card.data.language, card.data.datasets) == (["en"], None)  # the docs are English, and on no Hub page
     assert "Training data: the CPython documentation (pydoc_data.topics)." in card.text
+
+
+def test_extractive_windows_are_padded_on_the_right_whatever_the_tokenizer_says():
+    tokenizer = train_tokenizer(["the tower stands in Paris"], "char", vocab_size=300)
+    tokenizer.padding_side = "left"  # as a generation pipeline leaves it, or a reused tokenizer may be saved
+    features = [
+        {"input_ids": [5, 6, 7, 8, 9], "attention_mask": [1] * 5, "start_positions": 3, "end_positions": 4},
+        {"input_ids": [5, 6], "attention_mask": [1, 1], "start_positions": 1, "end_positions": 1},
+    ]
+    batch = training.RightPaddingCollator(tokenizer)(features)
+    pad = tokenizer.pad_token_id
+    assert batch["input_ids"].tolist() == [[5, 6, 7, 8, 9], [5, 6, pad, pad, pad]]
+    assert batch["attention_mask"].tolist() == [[1] * 5, [1, 1, 0, 0, 0]]
+    assert batch["start_positions"].tolist() == [3, 1]  # still the answer tokens: 8 and 6
+    assert tokenizer.padding_side == "left"  # the tokenizer itself is left as it was
 
 
 def test_reuses_a_tokenizer_and_adds_the_tokens_it_lacks(tmp_path):
