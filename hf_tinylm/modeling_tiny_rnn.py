@@ -66,6 +66,10 @@ class TinyRNNLayer(GradientCheckpointingLayer):
         r"""`padding_mask` (batch, seq) is True at real tokens; pass it only when some token is padding, since the
         unpadded path hands the whole batch to the kernel as it is."""
         state = cached_layer_state(cache, self.layer_idx) if cache is not None else None
+        if state is not None and state.requires_grad:
+            # Backpropagating through a state carried over from an earlier call (truncated BPTT): the cache overwrites
+            # its buffer in place below, so this step reads a copy that stays as backward needs it.
+            state = state.clone()
         if padding_mask is not None:
             output, new_state = self._forward_skipping_padding(hidden_states, state, padding_mask)
         elif hidden_states.shape[1] == 1:

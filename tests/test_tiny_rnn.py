@@ -216,6 +216,27 @@ def test_reordering_the_cache_reorders_the_rows_it_continues():
     torch.testing.assert_close(reordered, expected, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("segment", [5, 1])  # the sequence kernel, and the single-step cell path
+def test_backpropagating_through_a_carried_state_equals_the_whole_sequence(cell, batch, segment):
+    """Training in segments that carry the state in the cache (truncated BPTT, kept attached) gives the gradients of
+    the whole sequence: the cache's in-place update must not clobber what backward needs."""
+    model = tiny_model(cell=cell).train()
+    ids = random_ids(batch, 10)
+    model(ids).logits.sum().backward()
+    expected = {name: p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad()
+    cache, logits = None, []
+    for start in range(0, 10, segment):
+        output = model(ids[:, start : start + segment], cache=cache, use_cache=True)
+        cache = output.cache
+        logits.append(output.logits)
+    torch.cat(logits, dim=1).sum().backward()
+    for name, parameter in model.named_parameters():
+        torch.testing.assert_close(parameter.grad, expected[name], rtol=1e-10, atol=1e-10, msg=name)
+
+
 # ---- sizes, training, errors ----------------------------------------------------------------------------------------
 
 
