@@ -34,6 +34,7 @@ from transformers import (
     set_seed,
 )
 from transformers.integrations import is_tensorboard_available
+from transformers.trainer_callback import ExportableState
 from transformers.trainer_utils import IntervalStrategy, get_last_checkpoint
 
 from . import data, evaluation
@@ -288,12 +289,14 @@ class RightPaddingCollator(DataCollatorWithPadding):
         return self.tokenizer.pad(features, padding=True, padding_side="right", return_tensors=self.return_tensors)
 
 
-class TimeBudgetCallback(TrainerCallback):
+class TimeBudgetCallback(TrainerCallback, ExportableState):
     """Stops training after `seconds` of CPU time spent in optimizer steps, with the learning rate scheduled over
     that time.
 
     CPU time of the process (`time.process_time`, all threads), not wall-clock time: other programs on the machine
-    then do not shrink the budget, so runs compared at equal budgets did equal work.
+    then do not shrink the budget, so runs compared at equal budgets did equal work. In a distributed run each step
+    counts the slowest process's time, so every process sets the same rate and stops at the same step. The time
+    spent is saved with each checkpoint and picked up again on resume.
 
     Each step sets the rate from the elapsed fraction of the budget, after the step-based scheduler has set its own,
     so warmup and decay span the budget whatever the step speed.
@@ -304,6 +307,15 @@ class TimeBudgetCallback(TrainerCallback):
         self.trainer = trainer
         self.elapsed = 0.0
         self._started = None
+
+    def state(self) -> dict:
+        return {"args": {"seconds": self.seconds}, "attributes": {"elapsed": self.elapsed}}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        # On resume, Trainer has loaded the checkpoint's state, which holds what `state()` returned when it was saved.
+        saved = state.stateful_callbacks.get(type(self).__name__) if state.global_step > 0 else None
+        if saved:
+            self.elapsed = float(saved["attributes"]["elapsed"])
 
     def rate_scale(self, args, step: int) -> float:
         fraction = min(self.elapsed / self.seconds, 1.0)
@@ -338,7 +350,10 @@ class TimeBudgetCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         if self._started is not None:
-            self.elapsed += time.process_time() - self._started
+            step_seconds = torch.tensor(time.process_time() - self._started, device=args.device)
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                torch.distributed.all_reduce(step_seconds, op=torch.distributed.ReduceOp.MAX)
+            self.elapsed += step_seconds.item()
         if self.elapsed >= self.seconds:
             control.should_training_stop = True
 

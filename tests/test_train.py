@@ -367,6 +367,25 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
         torch.testing.assert_close(resumed[name], tensor, msg=name)
 
 
+def test_a_resumed_run_keeps_the_time_budget_it_had_spent(tmp_path, monkeypatch):
+    clock = iter(range(10_000))  # every reading of the CPU clock advances it by one second: each step takes 1 s
+    monkeypatch.setattr(training.time, "process_time", lambda: float(next(clock)))
+    text = str(training_data.shakespeare_txt(tmp_path))
+    args = [
+        *QUICK, "--train_file", text, "--block_size", "32", "--max_steps", "100", "--max_train_seconds", "6",
+        "--save_strategy", "steps", "--save_steps", "2", "--report_to", "none", "--output_dir", str(tmp_path / "run"),
+    ]  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):
+        training.run(*training.parse_args(args), callbacks=[Crash(step=5)])
+    saved = json.loads((tmp_path / "run" / "checkpoint-4" / "trainer_state.json").read_text())
+    assert saved["stateful_callbacks"]["TimeBudgetCallback"]["attributes"]["elapsed"] == 4.0
+
+    training.main([*args, "--resume_from_checkpoint", "last"])
+    state = json.loads((tmp_path / "run" / "trainer_state.json").read_text())
+    assert state["global_step"] == 6  # 4 steps before the crash + 2 after: the budget of 6 s, not 6 s more
+    assert state["stateful_callbacks"]["TimeBudgetCallback"]["attributes"]["elapsed"] == 6.0
+
+
 def test_resume_without_a_checkpoint(tmp_path):
     with pytest.raises(ValueError, match="no checkpoint in"):
         train(

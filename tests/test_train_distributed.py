@@ -77,3 +77,15 @@ def test_two_processes_take_the_steps_of_one_with_twice_the_batch(tmp_path, text
     assert steps(folder) == single_process_steps
     assert "eval_perplexity" in json.loads((folder / "eval_results.json").read_text())
     assert (folder / "model.safetensors").is_file()
+
+
+def test_a_time_budget_stops_both_processes_at_the_same_step(tmp_path, text_file, single_process_steps):
+    """Each process measures its own CPU time; counting the slowest one's every step keeps their learning rates and
+    their last step the same (a process stopping alone would leave the other waiting in a collective)."""
+    folder = tmp_path / "model"
+    args = [*ARGS, "--train_file", str(text_file), "--per_device_train_batch_size", "4", "--output_dir", str(folder)]
+    args += ["--num_train_epochs", "100", "--max_train_seconds", "2"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", free_port()]
+    launch([*command, str(ROOT / "train.py"), *args], cwd=tmp_path)
+    state = json.loads((folder / "trainer_state.json").read_text())
+    assert 0 < state["global_step"] < 100 * single_process_steps  # stopped by the budget, on both processes
