@@ -42,7 +42,7 @@ def _check_trained_for(model, task: str, pipeline_task: str) -> dict:
     return settings
 
 
-def _context_limit(config) -> int | None:
+def context_limit(config) -> int | None:
     """The most tokens the model reads at once: `max_position_embeddings`, unless a RoPE scaling type extends it.
     None for models without a limit (the recurrent family)."""
     rope_type = (getattr(config, "rope_parameters", None) or {}).get("rope_type", "default")
@@ -135,7 +135,7 @@ class TinyLMGenerationPipeline(TextOnly, Pipeline):
         if not isinstance(inputs, str):
             raise TypeError(f"The {self.task_format} pipeline takes strings, got {type(inputs).__name__}.")
         prompt_args = self._prompt_args(**prompt_parameters)
-        limit = _context_limit(self.model.config)
+        limit = context_limit(self.model.config)
         if truncation and limit is not None:
             max_new_tokens, _ = self._max_new_tokens(max_new_tokens, generation_config)
             if max_new_tokens >= limit:
@@ -163,7 +163,7 @@ class TinyLMGenerationPipeline(TextOnly, Pipeline):
         max_new_tokens, requested = self._max_new_tokens(
             generate_kwargs.get("max_new_tokens"), generate_kwargs.get("generation_config")
         )
-        limit = _context_limit(self.model.config)
+        limit = context_limit(self.model.config)
         if limit is not None and prompt_length + max_new_tokens > limit:
             if requested:
                 logger.warning(
@@ -329,7 +329,7 @@ class TinyLMQuestionAnsweringPipeline(TextOnly, ChunkPipeline):
         if max_question_len is not None and isinstance(question, str):
             question = self._shorten_question(question, max_question_len)
         question = build_qa_question(question)
-        limit = _context_limit(self.model.config)
+        limit = context_limit(self.model.config)
         max_seq_len = max_seq_len or min(384, limit or 384)
         if limit is not None and max_seq_len > limit:
             raise ValueError(f"`max_seq_len` ({max_seq_len}) is more than this model reads ({limit} tokens).")

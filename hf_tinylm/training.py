@@ -18,6 +18,7 @@ from pathlib import Path
 import datasets
 import torch
 import transformers
+import yaml
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -41,7 +42,8 @@ from . import data, evaluation
 from .configuration_tiny_attention import TinyAttentionConfig
 from .configuration_tiny_rnn import RECURRENT_CELLS, TinyRNNConfig
 from .hub import write_model_card
-from .task_formats import CONFIG_KEY, task_settings
+from .pipelines_tinylm import context_limit
+from .task_formats import CONFIG_KEY, settings_from_config, task_settings
 from .tokenization import TOKENIZER_TYPES, add_missing_special_tokens, train_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -205,10 +207,58 @@ def parse_args(argv: list[str] | None = None):
     )
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) == 1 and argv[0].endswith(".json"):
-        return parser.parse_json_file(argv[0])
-    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
-        return parser.parse_yaml_file(argv[0])
-    return parser.parse_args_into_dataclasses(args=argv)
+        parsed, given = parser.parse_json_file(argv[0]), json.loads(Path(argv[0]).read_text())
+    elif len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
+        parsed, given = parser.parse_yaml_file(argv[0]), yaml.safe_load(Path(argv[0]).read_text())
+    else:
+        parsed = parser.parse_args_into_dataclasses(args=argv)
+        given = {arg[2:].split("=", 1)[0]: True for arg in argv if arg.startswith("--")}
+    _continue_the_saved_task(*parsed[:2], given=set(given))
+    return parsed
+
+
+def _continue_the_saved_task(model_args: ModelArguments, data_args: data.DataArguments, given: set[str]) -> None:
+    """A saved model trained for a task goes on with that task (its languages, its QA mode) where the arguments do
+    not say otherwise, as a new model defaults to language modelling."""
+    if not model_args.model_name_or_path:
+        return
+    config = AutoConfig.from_pretrained(model_args.model_name_or_path, cache_dir=model_args.cache_dir)
+    saved = settings_from_config(config)
+    if "task" not in given and saved.get("task", "lm") != data_args.task:
+        data_args.task = saved["task"]
+        if "qa_mode" not in given and "mode" in saved:
+            data_args.qa_mode = saved["mode"]
+        logger.warning(
+            f"{model_args.model_name_or_path} was trained for {saved}; continuing with that task (pass --task to "
+            "choose another)."
+        )
+    if data_args.task == saved.get("task") == "translation":
+        data_args.source_lang = data_args.source_lang or saved.get("src_lang")
+        data_args.target_lang = data_args.target_lang or saved.get("tgt_lang")
+
+
+def _fit_lengths_to(limit: int | None, data_args: data.DataArguments, model_name: str) -> None:
+    """Shorten the sequence lengths to what a saved model reads (saying so), rather than fail at the first long batch.
+
+    Blocks and QA windows just get shorter (more of them); generation tasks cut their sources shorter."""
+    if limit is None or _longest_sequence(data_args) <= limit:
+        return
+    if data_args.task == "lm":
+        data_args.block_size = limit
+        fitted = f"--block_size {limit}"
+    elif _is_extractive(data_args):
+        data_args.max_seq_length = limit
+        fitted = f"--max_seq_length {limit}"
+    else:
+        target = max(data_args.max_target_length, data_args.max_new_tokens or 0)
+        if target >= limit:
+            raise ValueError(
+                f"{model_name} reads at most {limit} tokens, not enough for targets of {target} "
+                "(--max_target_length / --max_new_tokens) after a prompt; lower them."
+            )
+        data_args.max_source_length = limit - target
+        fitted = f"--max_source_length {limit - target} (prompts longer than that are cut)"
+    logger.warning(f"{model_name} reads at most {limit} tokens, so this run uses {fitted}.")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -226,6 +276,9 @@ def run(
     training_args.output_dir = _fill_output_dir(training_args.output_dir, model_args, data_args)
     checkpoint = _resume_checkpoint(training_args)
     set_seed(training_args.seed)
+    if model_args.model_name_or_path:
+        saved_config = AutoConfig.from_pretrained(model_args.model_name_or_path, cache_dir=model_args.cache_dir)
+        _fit_lengths_to(context_limit(saved_config), data_args, model_args.model_name_or_path)
 
     with training_args.main_process_first(desc="loading the data"):
         examples = data.task_examples(data.load_raw_datasets(data_args, model_args.cache_dir), data_args)
@@ -581,7 +634,7 @@ def _report(trainer: Trainer, tokenizer, model_args, data_args, metrics: dict) -
         model = trainer.model
         prompt_length = len(tokenizer(data_args.sample_prompt, add_special_tokens=False)["input_ids"])
         max_new_tokens = data_args.max_new_tokens or 200
-        limit = getattr(model.config, "max_position_embeddings", None)
+        limit = context_limit(model.config)
         if limit is not None:
             max_new_tokens = min(max_new_tokens, limit - prompt_length)
         sample = evaluation.sample_text(model, tokenizer, data_args.sample_prompt, max_new_tokens)

@@ -298,6 +298,30 @@ def test_continue_from_a_saved_model_with_a_new_head(tmp_path, language_model):
     assert ModelCard.load(folder / "README.md").data.base_model is None
 
 
+def test_a_saved_task_model_continues_its_task_and_languages(tmp_path):
+    pairs = str(training_data.translation_csv(tmp_path))
+    _, first = train(tmp_path / "first", "--task", "translation", "--source_lang", "en", "--target_lang", "de",
+                     "--train_file", pairs)  # fmt: skip
+    metrics, second = train(tmp_path / "second", "--model_name_or_path", str(first), "--train_file", pairs)
+    assert "eval_bleu" in metrics
+    saved = settings_from_config(AutoConfig.from_pretrained(first))
+    assert settings_from_config(AutoConfig.from_pretrained(second)) == saved == {
+        "task": "translation", "src_lang": "en", "tgt_lang": "de"
+    }  # fmt: skip
+
+
+def test_continuing_fits_the_lengths_to_what_the_saved_model_reads(tmp_path, language_model, caplog):
+    args = ["--model_name_or_path", str(language_model), "--task", "translation", "--source_lang", "en",
+            "--target_lang", "de", "--train_file", str(training_data.translation_csv(tmp_path))]  # fmt: skip
+    with caplog.at_level("WARNING"):
+        metrics, folder = train(tmp_path, *args)
+    # The LM read 128-token blocks; the default 256-token prompts + 64-token targets would not fit.
+    assert "reads at most 128 tokens, so this run uses --max_source_length 64" in caplog.text
+    assert "eval_bleu" in metrics and AutoConfig.from_pretrained(folder).max_position_embeddings == 128
+    with pytest.raises(ValueError, match="reads at most 128 tokens, not enough for targets of 200"):
+        train(tmp_path, *args, "--max_target_length", "200")
+
+
 def test_tokenizer_and_model_vocabulary_mismatch(tmp_path, language_model):
     text = training_data.shakespeare_txt(tmp_path)
     vocab_size = AutoConfig.from_pretrained(language_model).vocab_size
