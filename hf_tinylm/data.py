@@ -500,7 +500,7 @@ def extractive_qa_features(examples: Dataset, tokenizer, data_args: DataArgument
 
 
 def _tokenize_qa_windows(batch, tokenizer, data_args, for_evaluation):
-    questions = [build_qa_question(question.strip()) for question in batch["question"]]
+    questions = [build_qa_question(question) for question in batch["question"]]
     for question, ids in zip(questions, tokenizer(questions, add_special_tokens=False)["input_ids"]):
         if data_args.max_seq_length - len(ids) <= data_args.doc_stride:
             raise ValueError(

@@ -236,7 +236,8 @@ class TinyLMQuestionAnsweringPipeline(TextOnly, ChunkPipeline):
     Returns `{"score", "start", "end", "answer"}` with `answer == context[start:end]` (a list of `top_k` such dicts
     when `top_k > 1`). A context longer than `max_seq_len` tokens (with the question) is read in windows that
     overlap by `doc_stride` tokens, each repeating the question; answers from all windows compete, scored as
-    P(start) * P(end) within their window. `max_answer_len` bounds an answer in tokens; with
+    P(start) * P(end) within their window. `max_answer_len` bounds an answer in tokens (default: the training
+    evaluation's `--max_answer_length`, saved in the config); with
     `handle_impossible_answer=True` the empty answer (start = end = 0) competes too. `align_to_words` (default True)
     widens an answer that starts or ends inside a word to the whole word, which a sub-word or character tokenizer
     otherwise leaves cut; turn it off for languages written without spaces. `max_question_len` cuts longer questions
@@ -245,7 +246,7 @@ class TinyLMQuestionAnsweringPipeline(TextOnly, ChunkPipeline):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        _check_trained_for(self.model, "qa", "question-answering")
+        self.settings = _check_trained_for(self.model, "qa", "question-answering")
         architectures = self.model.config.architectures or []
         if not type(self.model).__name__.endswith("ForQuestionAnswering") or (
             architectures and not any(name.endswith("ForQuestionAnswering") for name in architectures)
@@ -383,8 +384,10 @@ class TinyLMQuestionAnsweringPipeline(TextOnly, ChunkPipeline):
             **{key: inputs[key] for key in ("attention_mask", "p_mask", "offsets", "context", "is_last")},
         }
 
-    def postprocess(self, windows, top_k=1, max_answer_len=15, handle_impossible_answer=False, align_to_words=True):
+    def postprocess(self, windows, top_k=1, max_answer_len=None, handle_impossible_answer=False, align_to_words=True):
         context = windows[0]["context"]
+        # Default: the longest answer the model was evaluated with in training (transformers' 15 before that existed).
+        max_answer_len = max_answer_len or self.settings.get("max_answer_length", 15)
         best = {}  # (start, end) in characters -> best score over the windows
         null_score = None
         for window in windows:

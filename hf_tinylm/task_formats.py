@@ -93,7 +93,7 @@ def build_qa_question(question: str) -> str:
     """
     if not isinstance(question, str) or not question.strip():
         raise ValueError("Question answering needs a non-empty question.")
-    return f"{TASK_TOKENS['qa']}{question}{CONTEXT_TOKEN}"
+    return f"{TASK_TOKENS['qa']}{question.strip()}{CONTEXT_TOKEN}"
 
 
 # Where extractive QA scores "no answer": the first token, "<|question|>", never part of the context (the role [CLS]

@@ -536,6 +536,8 @@ def _build_model(model_args: ModelArguments, data_args: data.DataArguments, toke
     logger.info(f"{type(model).__name__}: {model.num_parameters():,} parameters")
 
     task_args = {"mode": data_args.qa_mode} if data_args.task == "qa" else {}
+    if _is_extractive(data_args):  # the longest answer evaluation allowed: the pipeline's default too
+        task_args["max_answer_length"] = data_args.max_answer_length
     if data_args.task == "translation":
         task_args.update(src_lang=data_args.source_lang, tgt_lang=data_args.target_lang)
     model.config.task_specific_params = {

@@ -249,6 +249,16 @@ def test_question_answering_contract_and_scores(family, tokenizer):
         assert a["answer"] == CONTEXT[a["start"] : a["end"]] and 1 <= len(tokenizer.tokenize(a["answer"])) <= 3
 
 
+def test_question_answering_defaults_to_the_trained_answer_length_and_strips_the_question(tokenizer):
+    model = make_model("attention", tokenizer, "qa", qa_head=True, mode="extractive", max_answer_length=3)
+    qa = pipeline("question-answering", model=model, tokenizer=tokenizer, device="cpu")
+    answers = qa(question=QUESTION, context=CONTEXT, top_k=10, align_to_words=False)
+    assert max(len(tokenizer.tokenize(a["answer"])) for a in answers) == 3
+    assert qa(question=QUESTION, context=CONTEXT, top_k=10, align_to_words=False, max_answer_len=5) != answers
+    # Training strips the question; so does the pipeline, so padding it with spaces changes nothing.
+    assert qa(question=f"  {QUESTION} ", context=CONTEXT) == qa(question=QUESTION, context=CONTEXT)
+
+
 def is_word_boundary(text, index):
     return index in (0, len(text)) or not (text[index - 1].isalnum() and text[index].isalnum())
 

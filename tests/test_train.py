@@ -157,6 +157,8 @@ def test_task_trains_evaluates_and_saves(tmp_path, case):
         assert model.generation_config.num_beams == (2 if "--num_beams" in args else 1)
     if case.startswith("translation"):
         assert (settings["src_lang"], settings["tgt_lang"]) == ("en", "de")
+    if extractive:  # what the question-answering pipeline defaults to, as evaluation used
+        assert settings["max_answer_length"] == 30
 
 
 def test_no_argument_run_trains_on_the_python_docs(tmp_path, capsys):
