@@ -42,6 +42,7 @@ from . import data, evaluation
 from .configuration_tiny_attention import TinyAttentionConfig
 from .configuration_tiny_rnn import RECURRENT_CELLS, TinyRNNConfig
 from .hub import write_model_card
+from .metrics import check_installed as check_metrics_installed
 from .pipelines_tinylm import context_limit
 from .task_formats import CONFIG_KEY, settings_from_config, task_settings
 from .tokenization import TOKENIZER_TYPES, add_missing_special_tokens, train_tokenizer
@@ -276,6 +277,7 @@ def run(
     training_args.output_dir = _fill_output_dir(training_args.output_dir, model_args, data_args)
     checkpoint = _resume_checkpoint(training_args)
     set_seed(training_args.seed)
+    check_metrics_installed(evaluation.GENERATION_METRICS.get(data_args.task, ()))
     if model_args.model_name_or_path:
         saved_config = AutoConfig.from_pretrained(model_args.model_name_or_path, cache_dir=model_args.cache_dir)
         _fit_lengths_to(context_limit(saved_config), data_args, model_args.model_name_or_path)

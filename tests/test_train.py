@@ -1,6 +1,7 @@
 """train.py end to end in one process: every task on both architectures, from every file format, plus the options
 that change how a run goes (config files, continuing, early stopping, resuming) and the errors bad input gets."""
 
+import importlib.util
 import json
 import math
 
@@ -336,6 +337,17 @@ def test_tokenizer_and_model_vocabulary_mismatch(tmp_path, language_model):
             "--model_name_or_path", str(language_model), "--tokenizer_name", str(tmp_path / "tokenizer"),
             "--train_file", str(text),
         )  # fmt: skip
+
+
+def test_missing_metric_packages_stop_the_run_before_training(tmp_path, monkeypatch):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "sacrebleu" else real_find_spec(name, *a)
+    )
+    with pytest.raises(ImportError, match=r"Scoring bleu, chrf needs sacrebleu: pip install 'hf_tinylm\[metrics\]'"):
+        train(tmp_path, "--task", "translation", "--source_lang", "en", "--target_lang", "de",
+              "--train_file", str(training_data.translation_csv(tmp_path)))  # fmt: skip
+    assert not (tmp_path / "model").exists()
 
 
 def test_bad_config_override(tmp_path):

@@ -3,11 +3,35 @@
 Each module is a self-contained `evaluate` script; `load_metric("bleu")` is `evaluate.load(<path of bleu.py>)`.
 """
 
+import importlib.util
 from pathlib import Path
 
 import evaluate
 
 METRICS = ("perplexity", "bleu", "chrf", "rouge", "squad")
+# metric -> (module it imports, pip package): the optional `metrics` extra.
+EXTRA_PACKAGES = {
+    "bleu": ("sacrebleu", "sacrebleu"),
+    "chrf": ("sacrebleu", "sacrebleu"),
+    "rouge": ("rouge_score", "rouge-score"),
+}
+
+
+def check_installed(names) -> None:
+    """Raise, naming what to install, unless the packages the given metrics compute with are there: a run should
+    learn this before training, not when it evaluates."""
+    missing = sorted(
+        {
+            EXTRA_PACKAGES[n][1]
+            for n in names
+            if n in EXTRA_PACKAGES and not importlib.util.find_spec(EXTRA_PACKAGES[n][0])
+        }
+    )
+    if missing:
+        raise ImportError(
+            f"Scoring {', '.join(names)} needs {', '.join(missing)}: pip install 'hf_tinylm[metrics]' "
+            f"(or {' '.join(missing)})."
+        )
 
 
 def load_metric(name: str) -> evaluate.EvaluationModule:
