@@ -67,9 +67,14 @@ class DataArguments:
         default=5,
         metadata={"help": "Without a validation split, hold out this last percentage of the training rows (0: none)."},
     )
-    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training examples."})
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Use only the first N training examples (lm: the first N packed blocks)."}
+    )
     max_eval_samples: int | None = field(
-        default=None, metadata={"help": "Use only the first N validation examples (also for generated predictions)."}
+        default=None,
+        metadata={
+            "help": "Use only the first N validation examples, also for generated predictions (lm: N packed blocks)."
+        },
     )
     text_column: str | None = field(
         default=None,
@@ -253,13 +258,17 @@ def task_examples(raw: DatasetDict, data_args: DataArguments) -> DatasetDict:
     """
     examples = DatasetDict()
     for split, dataset in raw.items():
-        limit = data_args.max_train_samples if split == "train" else data_args.max_eval_samples
+        limit = _sample_limit(data_args, split) if data_args.task != "lm" else None  # lm: blocks, in `lm_features`
         if limit is not None:
             dataset = dataset.select(range(min(limit, len(dataset))))
         if len(dataset) == 0:
             raise ValueError(f"The {split} split has no rows.")
         examples[split] = _to_task_columns(dataset, data_args)
     return examples
+
+
+def _sample_limit(data_args: DataArguments, split: str) -> int | None:
+    return data_args.max_train_samples if split == "train" else data_args.max_eval_samples
 
 
 def _to_task_columns(dataset: Dataset, data_args: DataArguments) -> Dataset:
@@ -398,7 +407,8 @@ def lm_features(examples: DatasetDict, tokenizer, data_args: DataArguments) -> D
     """Texts tokenized, concatenated and cut into blocks of `block_size` tokens (run_clm.py's packing).
 
     Rows are joined as they are, so a text file is modelled exactly as written, line breaks included; the tokens of
-    each 1000-row `map` batch that do not fill a last block are dropped.
+    each 1000-row `map` batch that do not fill a last block are dropped. `--max_train_samples`/`--max_eval_samples`
+    then keep the first N blocks.
     """
     tokenized = examples.map(
         _tokenize_texts,
@@ -422,6 +432,9 @@ def lm_features(examples: DatasetDict, tokenizer, data_args: DataArguments) -> D
             raise ValueError(
                 f"The {split} text is shorter than one block of {data_args.block_size} tokens; lower --block_size."
             )
+        limit = _sample_limit(data_args, split)  # counted in blocks, as run_clm.py does
+        if limit is not None:
+            blocks[split] = dataset.select(range(min(limit, len(dataset))))
     return blocks
 
 

@@ -126,6 +126,16 @@ def test_lm_blocks(tmp_path, tokenizer):
     assert text.startswith(tokenizer.decode(np.concatenate(blocks["input_ids"])))
 
 
+def test_lm_sample_limits_count_blocks_not_lines(tmp_path, tokenizer):
+    """As run_clm.py: a few short lines would not fill one validation block, a few blocks always exist."""
+    path = str(training_data.shakespeare_txt(tmp_path))
+    args = dict(train_file=path, block_size=32, max_train_samples=5, max_eval_samples=3)
+    blocks = data.lm_features(load(tmp_path, **args), tokenizer, DataArguments(**args))
+    assert (len(blocks["train"]), len(blocks["validation"])) == (5, 3)
+    whole = data.lm_features(load(tmp_path, train_file=path), tokenizer, DataArguments(train_file=path, block_size=32))
+    assert blocks["train"][:5] == whole["train"][:5] and blocks["validation"][:3] == whole["validation"][:3]
+
+
 def test_generation_features_train_on_the_target_only(tokenizer):
     examples = DatasetDict(train=Dataset.from_dict({"source": ["A man rides a bike."], "references": [["Ein Mann."]]}))
     args = DataArguments(task="translation", source_lang="en", target_lang="de")
