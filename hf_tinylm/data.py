@@ -335,18 +335,32 @@ def _translation_column(dataset: Dataset, column, lang, side):
     if lang is None:
         raise ValueError(f"Translation needs --{side}_lang (or --{side}_column).")
     if "translation" in columns:
-        feature = dataset.features["translation"]
-        # Hub WMT-style datasets type the column as `datasets.Translation`; local json files give a dict of strings.
-        languages = list(feature.languages if isinstance(feature, datasets.Translation) else feature)
+        languages = _translation_languages(dataset)
         if lang not in languages:
             raise ValueError(f"--{side}_lang {lang!r} is not in the 'translation' column; it has {languages}.")
         return ("translation", lang)
     return (_column(columns, lang, f"{side} sentences ({lang})", f"--{side}_column"),)
 
 
+def _translation_languages(dataset: Dataset) -> list[str]:
+    feature = dataset.features["translation"]
+    if isinstance(feature, datasets.Translation):  # Hub WMT-style datasets
+        return list(feature.languages)
+    if isinstance(feature, dict):  # json rows that all hold the same languages
+        return list(feature)
+    # Rows holding different languages: `datasets` types the column as Json; the rows say which there are.
+    return sorted({lang for row in dataset["translation"] if isinstance(row, dict) for lang in row})
+
+
 def _read(batch, path):
     values = batch[path[0]]
-    return [value[path[1]] for value in values] if len(path) == 2 else values
+    if len(path) == 1:
+        return values
+    column, lang = path
+    for value in values:
+        if not isinstance(value, dict) or not isinstance(value.get(lang), str):
+            raise ValueError(f"A row's {column!r} entry has no {lang!r} text: {value!r}.")
+    return [value[lang] for value in values]
 
 
 def _pairs(batch, source, target):

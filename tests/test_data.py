@@ -81,6 +81,21 @@ def test_translation_from_a_hub_style_translation_feature(tmp_path):
         data.task_examples(raw, DataArguments(task="translation", source_lang="en", target_lang="fr"))
 
 
+def test_translation_rows_holding_different_languages(tmp_path):
+    """When rows' language sets differ, `datasets` types the column as Json: the rows say which languages exist."""
+    pairs = training_data.multi30k_pairs(8)
+    rows = [{"translation": {"en": en, "de": de}} for en, de in pairs]
+    rows[0]["translation"]["fr"] = "Un homme."
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    args = dict(task="translation", train_file=str(path), source_lang="en", validation_split_percentage=0)
+    examples = load(tmp_path, target_lang="de", **args)
+    assert examples["train"]["source"] == [en for en, _ in pairs]
+    assert examples["train"]["references"] == [[de] for _, de in pairs]
+    with pytest.raises(ValueError, match="A row's 'translation' entry has no 'fr' text"):
+        load(tmp_path, target_lang="fr", **args)  # present in one row only
+
+
 def test_summarization_defaults_for_known_column_names(tmp_path):
     examples = load(tmp_path, task="summarization", train_file=str(training_data.summarization_jsonl(tmp_path)))
     row = training_data.scitldr_rows(1)[0]
