@@ -1,8 +1,12 @@
-"""Pieces both model families share. Copied into every saved model folder, so it imports only torch/transformers."""
+"""Pieces both model families share. Copied into every saved model folder, so it imports only torch/transformers
+(and huggingface_hub, which transformers depends on)."""
 
 import os
+import tempfile
 
 import torch
+from huggingface_hub import ModelCard
+from transformers.utils.hub import create_and_tag_model_card, hf_api
 
 
 def check_model_inputs(
@@ -54,12 +58,17 @@ class HubReadyMixin:
     Besides the model code transformers copies for `auto_map`, the pipeline code is copied too, and the config lists
     the pipeline of the task the model was trained for (`custom_pipelines`), so `pipeline("translation",
     model=folder, trust_remote_code=True)` works, and without the task name too. Where hf_tinylm is installed, a model card (README.md) is written when the folder
-    has none; train.py then replaces it with one that has the training data and evaluation results.
+    has none; train.py then replaces it with one that has the training data and evaluation results. `push_to_hub`
+    (and `save_pretrained(..., push_to_hub=True)`) upload that card too, where transformers would write a generic one.
 
     Both families inherit it first: `class TinyXPreTrainedModel(HubReadyMixin, PreTrainedModel)`.
     """
 
-    def save_pretrained(self, save_directory, is_main_process: bool = True, **kwargs):
+    def save_pretrained(self, save_directory, is_main_process: bool = True, push_to_hub: bool = False, **kwargs):
+        hub_args = {}
+        if push_to_hub:  # uploaded below, by `push_to_hub`, so the upload carries this folder's card
+            hub_args = {k: kwargs.pop(k) for k in ("repo_id", "commit_message", "create_pr", "private") if k in kwargs}
+            hub_args["token"] = kwargs.get("token")
         # A relative import, so transformers copies pipelines_tinylm.py (and what it imports) beside this file.
         from .pipelines_tinylm import custom_pipelines
 
@@ -69,5 +78,47 @@ class HubReadyMixin:
             try:
                 from hf_tinylm.hub import write_model_card
             except ImportError:  # remote code on a machine without hf_tinylm: no card
-                return
-            write_model_card(save_directory)
+                pass
+            else:
+                write_model_card(save_directory)
+        if push_to_hub and is_main_process:
+            repo_id = hub_args.pop("repo_id", os.path.basename(os.path.normpath(save_directory)))
+            self.push_to_hub(repo_id, **hub_args)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        commit_message: str | None = None,
+        commit_description: str | None = None,
+        private: bool | None = None,
+        token: bool | str | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+        max_shard_size: int | str | None = "50GB",
+        tags: list[str] | str | None = None,
+    ) -> str:
+        """transformers' `push_to_hub`, except for the model card: a repository that has none gets the one
+        `save_pretrained` writes (pipeline tag, usage with `trust_remote_code`, configuration) rather than
+        transformers' generic one. A card already on the Hub is kept, as transformers does."""
+        repo_id = hf_api().create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
+        tags = [*(self.model_tags or []), *([tags] if isinstance(tags, str) else tags or [])]
+        with tempfile.TemporaryDirectory() as folder:
+            self.save_pretrained(folder, max_shard_size=max_shard_size)
+            local_card = os.path.join(folder, "README.md")
+            if os.path.exists(local_card) and not hf_api().file_exists(repo_id, "README.md", token=token):
+                card = ModelCard.load(local_card)
+                card.data.tags = [*(card.data.tags or []), *(tag for tag in tags if tag not in (card.data.tags or []))]
+            else:
+                card = create_and_tag_model_card(repo_id, tags or None, token=token)
+            card.save(local_card)
+            return self._upload_modified_files(
+                folder,
+                repo_id,
+                files_timestamps={},
+                commit_message=commit_message,
+                token=token,
+                create_pr=create_pr,
+                revision=revision,
+                commit_description=commit_description,
+            )

@@ -5,10 +5,13 @@ import base64
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
-from huggingface_hub import ModelCard
+from huggingface_hub import HfApi, ModelCard
+from transformers.utils.hub import PushToHubMixin
 
 from hf_tinylm import TinyAttentionConfig, TinyAttentionForQuestionAnswering, TinyRNNConfig, TinyRNNForCausalLM
 from hf_tinylm.cli import main
@@ -219,6 +222,43 @@ def test_push_to_hub_uploads_exactly_the_files_of_the_folder(tmp_path, tokenizer
     assert {"pipelines_tinylm.py", "task_formats.py", "tinylm_common.py", "modeling_tiny_rnn.py", "README.md"} <= set(
         sent
     )
+
+
+def test_the_model_s_own_push_to_hub_uploads_the_hf_tinylm_card(tmp_path, tokenizer, monkeypatch):
+    """`model.push_to_hub` / `save_pretrained(push_to_hub=True)`, as transformers users call them: same files as a
+    saved folder, and our card (transformers' would be a generic one) unless the repository already has a card."""
+    uploads, remote_card = [], {"exists": False}
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kwargs: SimpleNamespace(repo_id=repo_id))
+    monkeypatch.setattr(HfApi, "file_exists", lambda self, repo_id, filename, **kwargs: remote_card["exists"])
+    monkeypatch.setattr(
+        PushToHubMixin,
+        "_upload_modified_files",
+        lambda self, folder, repo_id, **kwargs: uploads.append((repo_id, folder_contents(Path(folder)), kwargs)),
+    )
+    model = save_translation_model(tmp_path / "saved", tokenizer)
+    model.push_to_hub("someone/tiny", commit_message="first", tags=["demo"])
+    model.save_pretrained(tmp_path / "again", push_to_hub=True, repo_id="someone/tiny2")
+    assert [(repo, kwargs["commit_message"]) for repo, _, kwargs in uploads] == [
+        ("someone/tiny", "first"),
+        ("someone/tiny2", None),
+    ]
+    saved = folder_contents(tmp_path / "saved")
+    for _, files, _ in uploads:
+        assert set(files) == set(saved) - {"tokenizer.json", "tokenizer_config.json"}  # the model's files only
+        card = ModelCard(files["README.md"].decode())
+        assert card.data.pipeline_tag == "translation" and {"hf_tinylm", "custom_code"} <= set(card.data.tags)
+        assert 'pipeline("translation", model=' in card.text
+    assert "demo" in ModelCard(uploads[0][1]["README.md"].decode()).data.tags
+
+    # A card already on the Hub is kept (transformers' rule): not replaced by a fresh one.
+    remote_card["exists"] = True
+    monkeypatch.setattr(
+        ModelCard,
+        "load",
+        classmethod(lambda cls, repo_id, **kwargs: ModelCard("---\nlicense: mit\n---\nOurs, edited on the Hub.")),
+    )
+    model.push_to_hub("someone/tiny")
+    assert ModelCard(uploads[-1][1]["README.md"].decode()).text.strip() == "Ours, edited on the Hub."
 
 
 def test_cli_uploads_a_complete_folder_and_refuses_an_incomplete_one(tmp_path, tokenizer, hub, capsys):
