@@ -44,7 +44,10 @@ SHARED_FIELDS = (
 def tiny_attention_config_from_llama(config: LlamaConfig) -> TinyAttentionConfig:
     if (config.pretraining_tp or 1) != 1:
         raise ValueError(f"Llama checkpoints with pretraining_tp={config.pretraining_tp} are not supported.")
-    return TinyAttentionConfig(**{name: getattr(config, name) for name in SHARED_FIELDS}, hidden_dropout=0.0)
+    values = {name: getattr(config, name) for name in SHARED_FIELDS}
+    if values["pad_token_id"] is not None and values["pad_token_id"] < 0:  # the original LLaMA configs' "no padding"
+        values["pad_token_id"] = None
+    return TinyAttentionConfig(**values, hidden_dropout=0.0)
 
 
 def llama_config_from_tiny_attention(config: TinyAttentionConfig) -> LlamaConfig:

@@ -130,6 +130,13 @@ def test_llama_conversion_both_ways_gives_the_same_logits(tied):
     assert ours.config.tie_word_embeddings is tied
 
 
+def test_original_llama_configs_without_a_pad_token_convert():
+    config = _llama_config(tiny_config())
+    config.pad_token_id = -1  # how the first LLaMA checkpoints said "no padding token"
+    ours = llama_to_tiny_attention(LlamaForCausalLM(config))
+    assert ours.config.pad_token_id is None
+
+
 def test_conversion_refuses_what_llama_cannot_express():
     model = TinyAttentionForCausalLM(tiny_config(hidden_dropout=0.1))
     with pytest.raises(ValueError, match="hidden_dropout"):
