@@ -29,7 +29,9 @@ def check_model_inputs(
     if input_ids is not None:
         if input_ids.dim() != 2:
             raise ValueError(f"`input_ids` must have shape (batch, sequence), got {tuple(input_ids.shape)}.")
-        if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= config.vocab_size):
+        # One pass and one device-to-host copy (a synchronisation on an accelerator) per call.
+        low, high = torch.stack(torch.aminmax(input_ids)).tolist() if input_ids.numel() else (0, 0)
+        if low < 0 or high >= config.vocab_size:
             bad = input_ids[(input_ids < 0) | (input_ids >= config.vocab_size)][0].item()
             raise ValueError(
                 f"`input_ids` contains token id {bad}, outside the model's vocabulary of {config.vocab_size} "
