@@ -11,6 +11,7 @@ transformers and the copied `task_formats` only.
 """
 
 import collections.abc
+import unicodedata
 
 import torch
 from transformers import Pipeline
@@ -262,26 +263,38 @@ class TinyLMQuestionAnsweringPipeline(TextOnly, ChunkPipeline):
     def __call__(self, *args, **kwargs):
         """Answer `question=` and `context=` (strings; lists of equal length; or several questions about one
         context), a `{"question", "context"}` dict, a list of them, a dataset with those columns, or a generator of
-        them (streamed). `pipe(question, context)` works too."""
+        them (streamed). `pipe(question, context)` works too, and v4's `X=` / `data=` keywords."""
         if len(args) == 2:
             kwargs["question"], kwargs["context"] = args
             args = ()
+        for alias in ("X", "data"):
+            if alias in kwargs and not args:
+                args = (kwargs.pop(alias),)
         if args:
             (inputs,) = args
+            if isinstance(inputs, str):
+                raise TypeError(
+                    "A question-answering input needs a question and a context: pass question=..., context=... or a "
+                    f'{{"question": ..., "context": ...}} dict, not the string {inputs[:60]!r}.'
+                )
             if isinstance(inputs, tuple):
                 inputs = list(inputs)
             elif not isinstance(inputs, (collections.abc.Mapping, list)) and isinstance(
                 inputs, collections.abc.Iterable
             ):
                 inputs = (example for example in inputs)  # a `datasets.Dataset` or any iterable: stream its rows
-            return super().__call__(inputs, **kwargs)
+            return [] if isinstance(inputs, list) and not inputs else super().__call__(inputs, **kwargs)
         question, context = kwargs.pop("question", None), kwargs.pop("context", None)
+        if question is None or context is None:
+            raise ValueError("Question answering needs both `question` and `context`.")
         if isinstance(question, str) and isinstance(context, str):
             return super().__call__({"question": question, "context": context}, **kwargs)
         questions = [question] if isinstance(question, str) else question
-        contexts = [context] * len(questions) if isinstance(context, str) else context
+        contexts = [context] * len(questions) if isinstance(context, str) and isinstance(questions, list) else context
         if not isinstance(questions, list) or not isinstance(contexts, list) or len(questions) != len(contexts):
             raise ValueError("Pass `question` and `context` as strings, or as lists of the same length.")
+        if not questions:
+            return []
         return super().__call__([{"question": q, "context": c} for q, c in zip(questions, contexts)], **kwargs)
 
     def _sanitize_parameters(
@@ -296,8 +309,8 @@ class TinyLMQuestionAnsweringPipeline(TextOnly, ChunkPipeline):
     ):
         at_least_one = {"top_k": top_k, "max_answer_len": max_answer_len, "max_question_len": max_question_len}
         for name, value in at_least_one.items():
-            if value is not None and value < 1:
-                raise ValueError(f"`{name}` must be at least 1, got {value}.")
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"`{name}` must be an integer of at least 1, got {value!r}.")
         return (
             _given(doc_stride=doc_stride, max_seq_len=max_seq_len, max_question_len=max_question_len),
             {},
@@ -403,17 +416,21 @@ class TinyLMQuestionAnsweringPipeline(TextOnly, ChunkPipeline):
                 score = (start[QA_NO_ANSWER_INDEX] * end[QA_NO_ANSWER_INDEX]).item()
                 null_score = score if null_score is None else min(null_score, score)
                 start[QA_NO_ANSWER_INDEX] = end[QA_NO_ANSWER_INDEX] = 0.0
-            # Score every span with start <= end < start + max_answer_len.
-            spans = (start[:, None] * end[None, :]).triu().tril(max_answer_len - 1)
-            scores, indices = spans.flatten().topk(min(top_k, spans.numel()))
-            offsets = window["offsets"]
-            for score, index in zip(scores.tolist(), indices.tolist()):
-                if score > 0:
-                    first, last = divmod(index, spans.shape[1])
-                    span = (offsets[first][0], offsets[last][1])
-                    if align_to_words:
-                        span = _widen_to_words(context, *span)
-                    best[span] = max(score, best.get(span, 0.0))
+            # Score every span with start <= end < start + max_answer_len; take the best until `top_k` distinct
+            # answers (spans widened to the same words are one answer).
+            spans = (start[:, None] * end[None, :]).triu().tril(max_answer_len - 1).flatten()
+            candidates = spans.nonzero().squeeze(1)
+            candidates = candidates[spans[candidates].argsort(descending=True)]
+            offsets, found = window["offsets"], set()
+            for index, score in zip(candidates.tolist(), spans[candidates].tolist()):
+                if len(found) == top_k:
+                    break
+                first, last = divmod(index, len(offsets))
+                span = (offsets[first][0], offsets[last][1])
+                if align_to_words:
+                    span = _widen_to_words(context, *span)
+                found.add(span)
+                best[span] = max(score, best.get(span, 0.0))
         answers = [
             {"score": score, "start": start, "end": end, "answer": context[start:end]}
             for (start, end), score in best.items()
@@ -430,13 +447,18 @@ def _given(**params) -> dict:
 
 
 def _widen_to_words(text: str, start: int, end: int) -> tuple[int, int]:
-    """The character span [start, end) widened so it neither starts nor ends inside a word (a run of letters or
-    digits): the v4 pipeline's `align_to_words`, done on characters so it is the same for every tokenizer."""
-    while start > 0 and text[start - 1].isalnum() and text[start].isalnum():
+    """The character span [start, end) widened so it neither starts nor ends inside a word: the v4 pipeline's
+    `align_to_words`, done on characters so it is the same for every tokenizer. A word is a run of characters that
+    are neither spaces nor punctuation, so accents, combining marks and emoji sequences stay whole."""
+    while start > 0 and _in_word(text[start - 1]) and _in_word(text[start]):
         start -= 1
-    while end < len(text) and text[end - 1].isalnum() and text[end].isalnum():
+    while end < len(text) and _in_word(text[end - 1]) and _in_word(text[end]):
         end += 1
     return start, end
+
+
+def _in_word(char: str) -> bool:
+    return not char.isspace() and not unicodedata.category(char).startswith("P")
 
 
 # task -> (pipeline class, the Auto class that loads its model)

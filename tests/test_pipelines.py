@@ -20,7 +20,7 @@ from hf_tinylm import (
     TinyLMTranslationPipeline,
     TinyRNNConfig,
 )
-from hf_tinylm.pipelines_tinylm import custom_pipelines
+from hf_tinylm.pipelines_tinylm import _widen_to_words, custom_pipelines
 from hf_tinylm.task_formats import (
     CONFIG_KEY,
     QA_NO_ANSWER_INDEX,
@@ -289,6 +289,42 @@ def test_question_answering_aligns_answers_to_whole_words(family, tokenizer):
     assert aligned[0]["score"] == pytest.approx(widened[best])
 
 
+def test_question_answering_returns_top_k_distinct_answers_after_aligning(tokenizer):
+    model = make_model("attention", tokenizer, "qa", qa_head=True)
+    qa = pipeline("question-answering", model=model, tokenizer=tokenizer, device="cpu")
+    for top_k in (3, 8):
+        answers = qa(question=QUESTION, context=CONTEXT, top_k=top_k)  # one window: words from many token spans
+        assert len(answers) == top_k == len({(a["start"], a["end"]) for a in answers})
+
+
+def test_align_to_words_keeps_accents_and_emoji_whole():
+    text = "Cafe\u0301 Zoe\u0308, 1889 \U0001F44D\U0001F3FD and \U0001F1EB\U0001F1F7 too."
+    cafe = text.index("Cafe")
+    assert _widen_to_words(text, cafe, cafe + 4) == (cafe, cafe + 5)  # the combining accent stays
+    thumb = text.index("\U0001F44D")
+    assert _widen_to_words(text, thumb, thumb + 1) == (thumb, thumb + 2)  # with its skin tone
+    flag = text.index("\U0001F1EB")
+    assert _widen_to_words(text, flag + 1, flag + 2) == (flag, flag + 2)  # both regional indicators
+    zoe = text.index("Zoe")
+    assert _widen_to_words(text, zoe, zoe + 2) == (zoe, zoe + 4)  # up to, not into, the comma
+
+
+def test_question_answering_input_mistakes_fail_at_once(tokenizer):
+    qa = pipeline("question-answering", model=make_model("attention", tokenizer, "qa", qa_head=True),
+                  tokenizer=tokenizer, device="cpu")  # fmt: skip
+    with pytest.raises(TypeError, match="needs a question and a context"):
+        qa("Where is the tower?")
+    with pytest.raises(ValueError, match="needs both `question` and `context`"):
+        qa(context=CONTEXT)
+    with pytest.raises(ValueError, match="as strings, or as lists of the same length"):
+        qa(question=3, context=CONTEXT)
+    with pytest.raises(ValueError, match="`top_k` must be an integer of at least 1, got 2.0"):
+        qa(question=QUESTION, context=CONTEXT, top_k=2.0)
+    assert qa([]) == [] and qa(question=[], context=[]) == []
+    example = {"question": QUESTION, "context": CONTEXT}
+    assert qa(X=example) == qa(data=example) == qa(example)  # the v4 keywords
+
+
 def test_question_answering_cuts_long_questions_to_max_question_len(tokenizer, caplog):
     model = make_model("attention", tokenizer, "qa", qa_head=True)
     qa = pipeline("question-answering", model=model, tokenizer=tokenizer, device="cpu", max_seq_len=64)
@@ -301,7 +337,7 @@ def test_question_answering_cuts_long_questions_to_max_question_len(tokenizer, c
     shortened = long_question[:12]  # a character tokenizer: 12 tokens are 12 characters
     assert answer == qa(question=shortened, context=CONTEXT)
     assert qa(question=QUESTION, context=CONTEXT, max_question_len=100) == qa(question=QUESTION, context=CONTEXT)
-    with pytest.raises(ValueError, match="`max_question_len` must be at least 1"):
+    with pytest.raises(ValueError, match="`max_question_len` must be an integer of at least 1"):
         qa(question=QUESTION, context=CONTEXT, max_question_len=0)
 
 
@@ -411,7 +447,7 @@ def test_question_answering_refuses_other_models_and_bad_inputs(tokenizer, tmp_p
         qa(question=QUESTION, context=CONTEXT, max_seq_len=question_length)
     with pytest.raises(ValueError, match="same length"):
         qa(question=[QUESTION, QUESTION], context=[CONTEXT])
-    with pytest.raises(ValueError, match="`top_k` must be at least 1"):
+    with pytest.raises(ValueError, match="`top_k` must be an integer of at least 1"):
         qa(question=QUESTION, context=CONTEXT, top_k=0)
 
 
