@@ -97,12 +97,27 @@ class TinyLMGenerationPipeline(TextOnly, Pipeline):
     def _sanitize_parameters(
         self,
         return_tensors=None,
+        return_text=None,
+        return_type=None,
         clean_up_tokenization_spaces=None,
         truncation=None,
         min_length=None,
         max_length=None,
+        stop_sequence=None,
         **generate_kwargs,
     ):
+        # The v4 text2text spellings: `return_type` ("text" / "tensors", or v4's ReturnType), `return_text`, and a
+        # `stop_sequence`, which generation's `stop_strings` now handles.
+        if return_type is not None:
+            return_tensors = str(getattr(return_type, "name", return_type)).lower() == "tensors"
+        elif return_text is not None and return_tensors is None:
+            return_tensors = not return_text
+        if stop_sequence is not None:
+            generate_kwargs["stop_strings"] = (
+                [stop_sequence] if isinstance(stop_sequence, str) else list(stop_sequence)
+            )
+        if "stop_strings" in generate_kwargs:
+            generate_kwargs.setdefault("tokenizer", self.tokenizer)
         for length, new_tokens in ((min_length, "min_new_tokens"), (max_length, "max_new_tokens")):
             if length is not None:
                 if new_tokens in generate_kwargs:
@@ -138,7 +153,9 @@ class TinyLMGenerationPipeline(TextOnly, Pipeline):
         prompt_args = self._prompt_args(**prompt_parameters)
         limit = context_limit(self.model.config)
         if truncation and limit is not None:
-            max_new_tokens, _ = self._max_new_tokens(max_new_tokens, generation_config)
+            max_new_tokens, requested = self._max_new_tokens(max_new_tokens, generation_config)
+            if not requested:  # the built-in default gives way, as it does to an untruncated prompt
+                max_new_tokens = min(max_new_tokens, limit // 2)
             if max_new_tokens >= limit:
                 raise ValueError(
                     f"`max_new_tokens` ({max_new_tokens}) leaves no room for the prompt in this model's "

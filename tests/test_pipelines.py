@@ -169,6 +169,31 @@ def test_over_long_input_raises_or_is_truncated(tokenizer):
     )
     with pytest.raises(ValueError, match="leaves no room for the prompt"):
         pipe(long_text, truncation=True, max_length=128)
+    # No length asked for: the built-in 128-token default gives way (half the context), as it does untruncated.
+    (record,) = pipe(long_text, truncation=True, min_length=64)
+    prompt = build_truncated_prompt(tokenizer, "summarization", long_text, 128 - 64)
+    assert record["summary_text"] == tokenizer.decode(
+        direct_generation(model, tokenizer, prompt, 64), skip_special_tokens=True
+    )
+
+
+def test_generation_pipeline_takes_the_v4_text2text_arguments(tokenizer):
+    pipe = pipeline("summarization", model=make_model("attention", tokenizer, "summarization"), tokenizer=tokenizer)
+    (ids,) = pipe(SOURCE, max_length=6, return_tensors=True)
+    assert (
+        pipe(SOURCE, max_length=6, return_text=False)[0]["summary_token_ids"].tolist()
+        == ids["summary_token_ids"].tolist()
+    )
+    assert (
+        pipe(SOURCE, max_length=6, return_type="tensors")[0]["summary_token_ids"].tolist()
+        == ids["summary_token_ids"].tolist()
+    )
+    text = pipe(SOURCE, max_length=6, return_text=True)[0]["summary_text"]
+    assert text == tokenizer.decode(ids["summary_token_ids"], skip_special_tokens=True) and len(text) == 6
+    # stop_sequence ends generation at the first occurrence (generation's `stop_strings`).
+    stop = text[2]
+    stopped = pipe(SOURCE, max_length=6, stop_sequence=stop)[0]["summary_text"]
+    assert stopped == text[: text.index(stop) + 1]
 
 
 def test_generation_pipeline_refuses_other_models_and_empty_inputs(tokenizer):
@@ -298,12 +323,12 @@ def test_question_answering_returns_top_k_distinct_answers_after_aligning(tokeni
 
 
 def test_align_to_words_keeps_accents_and_emoji_whole():
-    text = "Cafe\u0301 Zoe\u0308, 1889 \U0001F44D\U0001F3FD and \U0001F1EB\U0001F1F7 too."
+    text = "Cafe\u0301 Zoe\u0308, 1889 \U0001f44d\U0001f3fd and \U0001f1eb\U0001f1f7 too."
     cafe = text.index("Cafe")
     assert _widen_to_words(text, cafe, cafe + 4) == (cafe, cafe + 5)  # the combining accent stays
-    thumb = text.index("\U0001F44D")
+    thumb = text.index("\U0001f44d")
     assert _widen_to_words(text, thumb, thumb + 1) == (thumb, thumb + 2)  # with its skin tone
-    flag = text.index("\U0001F1EB")
+    flag = text.index("\U0001f1eb")
     assert _widen_to_words(text, flag + 1, flag + 2) == (flag, flag + 2)  # both regional indicators
     zoe = text.index("Zoe")
     assert _widen_to_words(text, zoe, zoe + 2) == (zoe, zoe + 4)  # up to, not into, the comma
