@@ -234,7 +234,8 @@ class TinyLMTranslationPipeline(TinyLMGenerationPipeline):
         matches = [pair for pair in pairs if src_lang in (None, pair[0]) and tgt_lang in (None, pair[1])]
         known = ", ".join(f"{src}->{tgt}" for src, tgt in pairs) or "none (it was trained without language tags)"
         if not matches:
-            raise ValueError(f"This model was not trained to translate {src_lang}->{tgt_lang}; its pairs: {known}.")
+            asked = f"{src_lang or 'any language'}->{tgt_lang or 'any language'}"
+            raise ValueError(f"This model was not trained to translate {asked}; its pairs: {known}.")
         if len(matches) > 1:
             raise ValueError(f"This model translates {known}: choose one with `src_lang` and `tgt_lang`.")
         return dict(zip(("src_lang", "tgt_lang"), matches[0]))

@@ -149,6 +149,8 @@ def test_translation_pair_comes_from_the_call_when_the_model_knows_several(token
         pipe(SOURCE)
     with pytest.raises(ValueError, match="not trained to translate de->en"):
         pipe(SOURCE, src_lang="de", tgt_lang="en")
+    with pytest.raises(ValueError, match="not trained to translate any language->xx"):
+        pipe(SOURCE, tgt_lang="xx")
 
     untagged = pipeline("translation", model=make_model("attention", tokenizer, "translation"), tokenizer=tokenizer)
     with pytest.raises(ValueError, match="trained without language tags"):
