@@ -5,6 +5,7 @@ examples are what evaluation scores against; features are what `Trainer` batches
 a batched `datasets.map`, so it is cached, shows a progress bar and runs on `preprocessing_num_workers` processes.
 """
 
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,8 @@ import datasets
 from datasets import Dataset, DatasetDict, load_dataset
 
 from .task_formats import QA_NO_ANSWER_INDEX, TASKS, build_prompt, build_qa_question, build_truncated_prompt
+
+logger = logging.getLogger(__name__)
 
 QA_MODES = ("extractive", "generative")
 # File extension -> `datasets` packaged builder.
@@ -149,6 +152,8 @@ class DataArguments:
     def __post_init__(self):
         if self.dataset_name is None and self.train_file is None and self.validation_file is not None:
             raise ValueError("--validation_file needs --train_file.")
+        if not self.sample_prompt.strip():
+            raise ValueError("--sample_prompt must not be empty: the sample continues it.")
 
 
 def default_corpus() -> Dataset:
@@ -285,6 +290,10 @@ def _to_task_columns(dataset: Dataset, data_args: DataArguments) -> Dataset:
         default = "text" if "text" in columns else (strings[0] if len(strings) == 1 else None)
         text = _column(columns, data_args.text_column or default, "text", "--text_column")
         dataset = dataset.select_columns([text])
+        empty = sum(value is None for value in dataset[text])
+        if empty:  # empty csv cells, null json values: nothing to model, said rather than crashing the tokenizer
+            logger.warning(f"Skipping {empty} of {len(dataset)} rows with no text in column {text!r}.")
+            dataset = dataset.filter(lambda value: value is not None, input_columns=[text])
         return dataset if text == "text" else dataset.rename_column(text, "text")
     if task == "translation":
         source = _translation_column(dataset, data_args.source_column, data_args.source_lang, "source")

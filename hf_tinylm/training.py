@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
+import huggingface_hub
 import torch
 import transformers
 import yaml
@@ -36,6 +37,7 @@ from transformers import (
 )
 from transformers.integrations import is_tensorboard_available
 from transformers.trainer_callback import ExportableState
+from transformers.trainer_pt_utils import LabelSmoother
 from transformers.trainer_utils import IntervalStrategy, get_last_checkpoint
 
 from . import data, evaluation
@@ -121,6 +123,11 @@ class ModelArguments:
     cache_dir: str | None = field(default=None, metadata={"help": "Where downloaded models and datasets are cached."})
 
 
+# What `Trainer.evaluate` reports at the evaluations during training (the task scores need generation or span
+# post-processing, done once at the end), so what --metric_for_best_model can name.
+EVALUATED_DURING_TRAINING = ("loss", "perplexity")
+
+
 @dataclass
 class TinyLMTrainingArguments(TrainingArguments):
     """`TrainingArguments` with defaults for training a small model from scratch, plus early stopping.
@@ -197,6 +204,20 @@ class TinyLMTrainingArguments(TrainingArguments):
             if self.eval_strategy == "no":
                 raise ValueError("--early_stopping_patience needs evaluations: set --eval_strategy steps or epoch.")
             self.load_best_model_at_end = True
+        metric = (self.metric_for_best_model or "").removeprefix("eval_")
+        if metric and metric not in EVALUATED_DURING_TRAINING:
+            raise ValueError(
+                f"--metric_for_best_model {self.metric_for_best_model}: the evaluations during training measure "
+                f"{', '.join(EVALUATED_DURING_TRAINING)}; generated-text scores (BLEU, ROUGE, EM/F1) come from the "
+                "final evaluation only."
+            )
+        if metric in ("loss", "perplexity") and self.greater_is_better is None:
+            self.greater_is_better = False  # transformers assumes higher is better for anything not named *loss
+        if (self.do_eval or self.do_predict) and not self.do_train:
+            raise ValueError(
+                "--do_eval/--do_predict without --do_train: train.py always trains (then evaluates); to only score "
+                "a saved model, use transformers' Trainer.evaluate or the pipelines."
+            )
         super().__post_init__()
 
 
@@ -213,7 +234,7 @@ def parse_args(argv: list[str] | None = None):
         parsed, given = parser.parse_yaml_file(argv[0]), yaml.safe_load(Path(argv[0]).read_text())
     else:
         parsed = parser.parse_args_into_dataclasses(args=argv)
-        given = {arg[2:].split("=", 1)[0]: True for arg in argv if arg.startswith("--")}
+        given = {arg[2:].split("=", 1)[0].replace("-", "_"): True for arg in argv if arg.startswith("--")}
     _continue_the_saved_task(*parsed[:2], given=set(given))
     return parsed
 
@@ -278,20 +299,21 @@ def run(
     checkpoint = _resume_checkpoint(training_args)
     set_seed(training_args.seed)
     check_metrics_installed(evaluation.GENERATION_METRICS.get(data_args.task, ()))
+    _check_hub_access(training_args)
     if model_args.model_name_or_path:
         saved_config = AutoConfig.from_pretrained(model_args.model_name_or_path, cache_dir=model_args.cache_dir)
         _fit_lengths_to(context_limit(saved_config), data_args, model_args.model_name_or_path)
 
     with training_args.main_process_first(desc="loading the data"):
         examples = data.task_examples(data.load_raw_datasets(data_args, model_args.cache_dir), data_args)
+    if "validation" not in examples and training_args.early_stopping_patience is not None:
+        raise ValueError("--early_stopping_patience needs validation data; set --validation_split_percentage.")
     tokenizer = _load_or_train_tokenizer(model_args, data_args, training_args, examples["train"], checkpoint)
     model = _build_model(model_args, data_args, tokenizer)
     with training_args.main_process_first(desc="tokenizing the data"):
         features = _features(examples, tokenizer, data_args)
 
     if "validation" not in features:
-        if training_args.early_stopping_patience is not None:
-            raise ValueError("--early_stopping_patience needs validation data; set --validation_split_percentage.")
         training_args.eval_strategy = IntervalStrategy.NO  # nothing to evaluate on
     extractive = _is_extractive(data_args)
     if data_args.task == "lm":
@@ -317,6 +339,7 @@ def run(
         compute_metrics=None if extractive else evaluation.compute_perplexity,
         preprocess_logits_for_metrics=None if extractive else evaluation.sequence_nll,
         callbacks=callbacks,
+        compute_loss_func=_label_smoothed_causal_loss(training_args.label_smoothing_factor, extractive),
     )
     if time_budget is not None:
         time_budget.trainer = trainer
@@ -334,6 +357,38 @@ def run(
     if trainer.is_world_process_zero():
         _report(trainer, tokenizer, model_args, data_args, metrics)
     return metrics
+
+
+def _check_hub_access(training_args: TrainingArguments) -> None:
+    """With --push_to_hub, fail before any work unless the Hub is reachable with a token."""
+    if not training_args.push_to_hub:
+        return
+    if huggingface_hub.constants.HF_HUB_OFFLINE:
+        raise ValueError("--push_to_hub, but HF_HUB_OFFLINE is set: the Hub cannot be reached.")
+    token = training_args.hub_token or huggingface_hub.get_token()
+    if not token:
+        raise ValueError("--push_to_hub needs a Hub token: run `hf auth login`, or pass --hub_token.")
+    try:
+        huggingface_hub.HfApi().whoami(token=token)
+    except Exception as error:  # network down, bad token: either way nothing could be uploaded
+        raise ValueError(
+            f"--push_to_hub: the Hub did not accept this token or could not be reached ({error})."
+        ) from error
+
+
+def _label_smoothed_causal_loss(epsilon: float, extractive: bool):
+    """The loss for --label_smoothing_factor: shifted labels, as for transformers' own causal LMs (Trainer recognises
+    those by class name only, so it would not shift ours and the model would learn to copy its input)."""
+    if not epsilon:
+        return None
+    if extractive:
+        raise ValueError("--label_smoothing_factor smooths next-token targets; extractive QA's span loss has none.")
+    smoother = LabelSmoother(epsilon=epsilon)
+
+    def loss(outputs, labels, num_items_in_batch=None):
+        return smoother(outputs, labels, shift_labels=True, num_items_in_batch=num_items_in_batch)
+
+    return loss
 
 
 class RightPaddingCollator(DataCollatorWithPadding):
@@ -641,8 +696,11 @@ def _report(trainer: Trainer, tokenizer, model_args, data_args, metrics: dict) -
         limit = context_limit(model.config)
         if limit is not None:
             max_new_tokens = min(max_new_tokens, limit - prompt_length)
-        sample = evaluation.sample_text(model, tokenizer, data_args.sample_prompt, max_new_tokens)
-        print(f"\nSample (temperature 0.8, top-k 50):\n{sample}\n")
+        if max_new_tokens > 0:
+            sample = evaluation.sample_text(model, tokenizer, data_args.sample_prompt, max_new_tokens)
+            print(f"\nSample (temperature 0.8, top-k 50):\n{sample}\n")
+        else:
+            logger.warning(f"No sample: --sample_prompt is {prompt_length} tokens, the model reads at most {limit}.")
     lines = [("model, tokenizer, generation config", folder)]
     if metrics:
         lines.append(("evaluation results", folder / "eval_results.json"))

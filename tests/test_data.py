@@ -141,6 +141,15 @@ def test_lm_blocks(tmp_path, tokenizer):
     assert text.startswith(tokenizer.decode(np.concatenate(blocks["input_ids"])))
 
 
+def test_lm_rows_without_text_are_skipped_with_a_warning(tmp_path, caplog):
+    path = tmp_path / "notes.csv"
+    path.write_text("text,source\nFirst line.,a\n,b\nThird line.,c\n")
+    with caplog.at_level("WARNING"):
+        examples = load(tmp_path, train_file=str(path), validation_split_percentage=0)
+    assert examples["train"]["text"] == ["First line.", "Third line."]
+    assert "Skipping 1 of 3 rows with no text in column 'text'" in caplog.text
+
+
 def test_lm_sample_limits_count_blocks_not_lines(tmp_path, tokenizer):
     """As run_clm.py: a few short lines would not fill one validation block, a few blocks always exist."""
     path = str(training_data.shakespeare_txt(tmp_path))

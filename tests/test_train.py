@@ -5,6 +5,7 @@ import importlib.util
 import json
 import math
 
+import huggingface_hub
 import pytest
 import torch
 import yaml
@@ -19,7 +20,7 @@ from transformers import (
     TrainerCallback,
 )
 
-from hf_tinylm import training
+from hf_tinylm import TinyAttentionConfig, training
 from hf_tinylm.task_formats import ADDITIONAL_SPECIAL_TOKENS, settings_from_config
 from hf_tinylm.tokenization import train_tokenizer
 from tests import training_data
@@ -348,6 +349,70 @@ def test_missing_metric_packages_stop_the_run_before_training(tmp_path, monkeypa
         train(tmp_path, "--task", "translation", "--source_lang", "en", "--target_lang", "de",
               "--train_file", str(training_data.translation_csv(tmp_path)))  # fmt: skip
     assert not (tmp_path / "model").exists()
+
+
+def test_label_smoothing_shifts_the_targets_of_causal_models():
+    torch.manual_seed(0)
+    logits, labels = torch.randn(2, 5, 11), torch.randint(0, 11, (2, 5))
+    loss = training._label_smoothed_causal_loss(0.1, extractive=False)({"logits": logits}, labels)
+    log_probs = logits[:, :-1].log_softmax(-1).flatten(0, 1)  # position t predicts token t + 1
+    nll = -log_probs.gather(1, labels[:, 1:].reshape(-1, 1)).mean()
+    assert loss.item() == pytest.approx((0.9 * nll - 0.1 * log_probs.mean(-1).mean()).item(), rel=1e-5)
+    assert training._label_smoothed_causal_loss(0.0, extractive=False) is None
+    with pytest.raises(ValueError, match="extractive QA's span loss has none"):
+        training._label_smoothed_causal_loss(0.1, extractive=True)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--metric_for_best_model", "eval_bleu"], "measure loss, perplexity; generated-text scores"),
+        (["--metric_for_best_model", "rouge1"], "measure loss, perplexity"),
+        (["--do_eval"], "train.py always trains"),
+        (["--sample_prompt", " "], "--sample_prompt must not be empty"),
+    ],
+)
+def test_arguments_that_cannot_work_are_refused_when_parsed(args, message):
+    with pytest.raises(ValueError, match=message):
+        training.parse_args(args)
+
+
+def test_perplexity_as_the_best_model_metric_is_lower_is_better():
+    _, _, training_args = training.parse_args(["--metric_for_best_model", "perplexity", "--load_best_model_at_end"])
+    assert training_args.greater_is_better is False
+
+
+def test_a_saved_models_qa_mode_yields_to_either_spelling_of_the_flag(tmp_path):
+    config = TinyAttentionConfig(task_specific_params={"hf_tinylm": {"task": "qa", "mode": "generative"}})
+    config.save_pretrained(tmp_path)
+    for flag in ("--qa_mode", "--qa-mode"):
+        _, data_args, _ = training.parse_args(["--model_name_or_path", str(tmp_path), flag, "extractive"])
+        assert (data_args.task, data_args.qa_mode) == ("qa", "extractive")
+    _, data_args, _ = training.parse_args(["--model_name_or_path", str(tmp_path)])
+    assert (data_args.task, data_args.qa_mode) == ("qa", "generative")
+
+
+def test_push_to_hub_without_the_hub_fails_before_any_work(tmp_path, monkeypatch):
+    text = str(training_data.shakespeare_txt(tmp_path))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ValueError, match="HF_HUB_OFFLINE is set"):
+        train(tmp_path, "--train_file", text, "--push_to_hub")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
+    with pytest.raises(ValueError, match="needs a Hub token"):
+        train(tmp_path, "--train_file", text, "--push_to_hub")
+    with pytest.raises(ValueError, match="--early_stopping_patience needs validation data"):
+        train(tmp_path, "--train_file", text, "--early_stopping_patience", "1", "--eval_strategy", "steps", "--save_strategy", "steps",
+              "--validation_split_percentage", "0")  # fmt: skip
+    assert not (tmp_path / "model").exists()  # nothing written: no tokenizer, no half folder
+
+
+def test_a_prompt_longer_than_the_context_skips_the_sample(tmp_path, caplog):
+    with caplog.at_level("WARNING"):
+        train(tmp_path, "--train_file", str(training_data.shakespeare_txt(tmp_path)), "--tokenizer_type", "char",
+              "--block_size", "32", "--sample_prompt", "To be, or not to be, that is the question: " * 2)  # fmt: skip
+    assert "No sample: --sample_prompt is 86 tokens, the model reads at most 32." in caplog.text
+    assert (tmp_path / "model" / "README.md").is_file()  # the run still ends with its card
 
 
 def test_bad_config_override(tmp_path):
