@@ -188,7 +188,8 @@ class TinyLMTrainingArguments(TrainingArguments):
             "(all its threads; evaluations not counted), e.g. to compare models at equal compute on a shared machine. The learning rate then follows the elapsed fraction of this "
             "budget instead of the step count (warmup: --warmup_steps below 1 as a fraction of the budget; then "
             "--lr_scheduler_type linear, cosine or cosine_with_min_lr; else constant), so the run ends with the rate "
-            "decayed. Set --max_steps or --num_train_epochs high enough not to stop first."
+            "decayed; fractional --logging_steps, --eval_steps and --save_steps become fractions of the budget too. Set "
+            "--max_steps or --num_train_epochs high enough not to stop first."
         },
     )
 
@@ -391,6 +392,11 @@ def _label_smoothed_causal_loss(epsilon: float, extractive: bool):
     return loss
 
 
+def _value(option) -> str:
+    """An enum option's string (TrainingArguments turns strategies into enums)."""
+    return getattr(option, "value", option)
+
+
 class RightPaddingCollator(DataCollatorWithPadding):
     """Pads extractive-QA windows on the right whatever the tokenizer's `padding_side` (a reused tokenizer, or one a
     generation pipeline switched to the left): answer positions count from the window's first token."""
@@ -436,7 +442,7 @@ class TimeBudgetCallback(TrainerCallback, ExportableState):
             return (step + 1) / warmup
         if 0 < warmup < 1:
             fraction = (fraction - warmup) / (1 - warmup)
-        kind = getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)
+        kind = _value(args.lr_scheduler_type)
         if kind == "linear":
             return 1.0 - fraction
         if kind in ("cosine", "cosine_with_min_lr"):
@@ -459,11 +465,23 @@ class TimeBudgetCallback(TrainerCallback, ExportableState):
             scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
 
     def on_step_end(self, args, state, control, **kwargs):
+        before = self.elapsed
         if self._started is not None:
             step_seconds = torch.tensor(time.process_time() - self._started, device=args.device)
             if torch.distributed.is_available() and torch.distributed.is_initialized():
                 torch.distributed.all_reduce(step_seconds, op=torch.distributed.ReduceOp.MAX)
             self.elapsed += step_seconds.item()
+        # Intervals given as fractions (--logging_steps 0.02, ...) are fractions of the budget: Trainer takes them
+        # of --max_steps, which a budgeted run sets too high to matter.
+        for strategy, fraction, flag in (
+            (args.logging_strategy, args.logging_steps, "should_log"),
+            (args.eval_strategy, args.eval_steps, "should_evaluate"),
+            (args.save_strategy, args.save_steps, "should_save"),
+        ):
+            if _value(strategy) == "steps" and fraction and fraction < 1:
+                interval = fraction * self.seconds
+                if before // interval < self.elapsed // interval:
+                    setattr(control, flag, True)
         if self.elapsed >= self.seconds:
             control.should_training_stop = True
 

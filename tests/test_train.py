@@ -489,6 +489,20 @@ def test_a_resumed_run_keeps_the_time_budget_it_had_spent(tmp_path, monkeypatch)
     assert state["stateful_callbacks"]["TimeBudgetCallback"]["attributes"]["elapsed"] == 6.0
 
 
+def test_a_time_budget_logs_evaluates_and_saves_at_fractions_of_the_budget(tmp_path, monkeypatch):
+    clock = iter(range(10_000))  # each step takes 1 s of "CPU time"
+    monkeypatch.setattr(training.time, "process_time", lambda: float(next(clock)))
+    text = str(training_data.shakespeare_txt(tmp_path))
+    train(tmp_path, "--train_file", text, "--block_size", "32", "--max_steps", "100000", "--max_train_seconds", "10",
+          "--logging_steps", "0.2", "--eval_strategy", "steps", "--eval_steps", "0.5", "--save_strategy", "steps",
+          "--save_steps", "0.5", "--save_total_limit", "5")  # fmt: skip
+    state = json.loads((tmp_path / "model" / "trainer_state.json").read_text())
+    assert state["global_step"] == 10
+    assert [e["step"] for e in state["log_history"] if "loss" in e] == [2, 4, 6, 8, 10]
+    assert [e["step"] for e in state["log_history"] if "eval_loss" in e] == [5, 10]
+    assert sorted(p.name for p in (tmp_path / "model").glob("checkpoint-*")) == ["checkpoint-10", "checkpoint-5"]
+
+
 def test_resume_without_a_checkpoint(tmp_path):
     with pytest.raises(ValueError, match="no checkpoint in"):
         train(
