@@ -298,6 +298,12 @@ def run(
     _setup_logging(training_args)
     training_args.output_dir = _fill_output_dir(training_args.output_dir, model_args, data_args)
     checkpoint = _resume_checkpoint(training_args)
+    output_dir = Path(training_args.output_dir)
+    if checkpoint is None and output_dir.is_dir() and any(output_dir.iterdir()):
+        logger.warning(
+            f"{output_dir} already holds files of an earlier run; this run writes over them, and its checkpoint "
+            "rotation may delete the earlier checkpoints. Pass another --output_dir to keep them."
+        )
     set_seed(training_args.seed)
     check_metrics_installed(evaluation.GENERATION_METRICS.get(data_args.task, ()))
     _check_hub_access(training_args)

@@ -408,10 +408,13 @@ def test_push_to_hub_without_the_hub_fails_before_any_work(tmp_path, monkeypatch
 
 
 def test_a_prompt_longer_than_the_context_skips_the_sample(tmp_path, caplog):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "notes.txt").write_text("from an earlier run")
     with caplog.at_level("WARNING"):
         train(tmp_path, "--train_file", str(training_data.shakespeare_txt(tmp_path)), "--tokenizer_type", "char",
               "--block_size", "32", "--sample_prompt", "To be, or not to be, that is the question: " * 2)  # fmt: skip
     assert "No sample: --sample_prompt is 86 tokens, the model reads at most 32." in caplog.text
+    assert "already holds files of an earlier run; this run writes over them" in caplog.text
     assert (tmp_path / "model" / "README.md").is_file()  # the run still ends with its card
 
 
