@@ -407,7 +407,7 @@ def test_push_to_hub_without_the_hub_fails_before_any_work(tmp_path, monkeypatch
     assert not (tmp_path / "model").exists()  # nothing written: no tokenizer, no half folder
 
 
-def test_a_prompt_longer_than_the_context_skips_the_sample(tmp_path, caplog):
+def test_an_over_long_sample_prompt_and_a_used_output_dir_are_warned_about(tmp_path, caplog):
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "notes.txt").write_text("from an earlier run")
     with caplog.at_level("WARNING"):
