@@ -193,15 +193,16 @@ def load_raw_datasets(data_args: DataArguments, cache_dir: str | None = None) ->
         # The tail, not a random sample: neighbouring rows (lines of one play, paragraphs of one topic) stay together.
         split = raw["train"].train_test_split(test_size=data_args.validation_split_percentage / 100, shuffle=False)
         raw = DatasetDict(train=split["train"], validation=split["test"])
-    if "paragraphs" in raw["train"].column_names:  # SQuAD's nested layout, split by article above
-        raw = raw.map(
-            _flatten_squad,
-            batched=True,
-            remove_columns=raw["train"].column_names,
-            num_proc=data_args.preprocessing_num_workers,
-            load_from_cache_file=not data_args.overwrite_cache,
-            desc="Flattening SQuAD articles",
-        )
+    for split, dataset in raw.items():
+        if "paragraphs" in dataset.column_names:  # SQuAD's nested layout (split by article above); per file
+            raw[split] = dataset.map(
+                _flatten_squad,
+                batched=True,
+                remove_columns=dataset.column_names,
+                num_proc=data_args.preprocessing_num_workers,
+                load_from_cache_file=not data_args.overwrite_cache,
+                desc=f"Flattening SQuAD articles ({split})",
+            )
     return raw
 
 

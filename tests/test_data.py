@@ -114,6 +114,11 @@ def test_squad_nested_and_flat_files_give_the_same_questions(tmp_path):
     assert nested["train"].to_list() == flat["train"].to_list()
     first = nested["train"][0]
     assert first["context"][first["answer_starts"][0] :].startswith(first["answers"][0])
+    # Each file in its own layout: a flat training file with a nested validation file, and the other way round.
+    nested_path, flat_path = str(training_data.squad_json(tmp_path)), str(training_data.squad_flat_jsonl(tmp_path))
+    for train_file, validation_file in ((flat_path, nested_path), (nested_path, flat_path)):
+        mixed = load(tmp_path, task="qa", train_file=train_file, validation_file=validation_file)
+        assert mixed["train"].to_list() == mixed["validation"].to_list() == flat["train"].to_list()
 
 
 def test_squad_validation_split_is_by_article(tmp_path):
