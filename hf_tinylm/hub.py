@@ -268,10 +268,18 @@ def push_to_hub(
     commit_message: str = "Upload hf_tinylm model",
     create_pr: bool = False,
     endpoint: str | None = None,
+    ignore_patterns: list[str] | None = None,
 ):
-    """Upload a saved model folder, as is, to the Hub repository `repo_id` (created if needed); returns the
-    `CommitInfo`. The folder is checked first (`check_folder`), so a broken repository is never published."""
+    """Upload a saved model folder, as is (less `ignore_patterns`), to the Hub repository `repo_id` (created if
+    needed; a bare name goes to the token's namespace); returns the `CommitInfo`. The folder is checked first
+    (`check_folder`), so a broken repository is never published."""
     check_folder(folder)
     api = HfApi(endpoint=endpoint, token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    return api.upload_folder(folder_path=folder, repo_id=repo_id, commit_message=commit_message, create_pr=create_pr)
+    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    return api.upload_folder(
+        folder_path=folder,
+        repo_id=repo_id,
+        commit_message=commit_message,
+        create_pr=create_pr,
+        ignore_patterns=ignore_patterns,
+    )

@@ -43,7 +43,7 @@ from transformers.trainer_utils import IntervalStrategy, get_last_checkpoint
 from . import data, evaluation
 from .configuration_tiny_attention import TinyAttentionConfig
 from .configuration_tiny_rnn import RECURRENT_CELLS, TinyRNNConfig
-from .hub import write_model_card
+from .hub import push_to_hub, write_model_card
 from .metrics import check_installed as check_metrics_installed
 from .pipelines_tinylm import context_limit
 from .task_formats import CONFIG_KEY, settings_from_config, task_settings
@@ -307,6 +307,9 @@ def run(
     set_seed(training_args.seed)
     check_metrics_installed(evaluation.GENERATION_METRICS.get(data_args.task, ()))
     _check_hub_access(training_args)
+    # --push_to_hub uploads the finished folder once, with hf_tinylm's card (Trainer's own pushes would carry its
+    # generic card, and every checkpoint).
+    upload, training_args.push_to_hub = training_args.push_to_hub, False
     if model_args.model_name_or_path:
         saved_config = AutoConfig.from_pretrained(model_args.model_name_or_path, cache_dir=model_args.cache_dir)
         _fit_lengths_to(context_limit(saved_config), data_args, model_args.model_name_or_path)
@@ -363,6 +366,17 @@ def run(
     metrics = _evaluate(trainer, tokenizer, examples, features, data_args) if "validation" in features else {}
     if trainer.is_world_process_zero():
         _report(trainer, tokenizer, model_args, data_args, metrics)
+        if upload:
+            repo_id = training_args.hub_model_id or Path(training_args.output_dir).name
+            commit = push_to_hub(
+                training_args.output_dir,
+                repo_id,
+                token=training_args.hub_token,
+                private=training_args.hub_private_repo,
+                commit_message="hf_tinylm: model, tokenizer, card and results",
+                ignore_patterns=["checkpoint-*/**"],
+            )
+            print(f"Uploaded to the Hub: {commit.commit_url}")
     return metrics
 
 

@@ -4,6 +4,9 @@ that change how a run goes (config files, continuing, early stopping, resuming) 
 import importlib.util
 import json
 import math
+import os
+from pathlib import Path
+from types import SimpleNamespace
 
 import huggingface_hub
 import pytest
@@ -390,6 +393,25 @@ def test_a_saved_models_qa_mode_yields_to_either_spelling_of_the_flag(tmp_path):
         assert (data_args.task, data_args.qa_mode) == ("qa", "extractive")
     _, data_args, _ = training.parse_args(["--model_name_or_path", str(tmp_path)])
     assert (data_args.task, data_args.qa_mode) == ("qa", "generative")
+
+
+def test_push_to_hub_uploads_the_finished_folder_once_with_its_card(tmp_path, monkeypatch):
+    uploads = []
+
+    def record(folder, repo_id, **kwargs):
+        card = ModelCard.load(Path(folder) / "README.md")
+        uploads.append((Path(folder), repo_id, kwargs["ignore_patterns"], card.data.tags, sorted(os.listdir(folder))))
+        return SimpleNamespace(commit_url=f"https://hub.example/{repo_id}/commit/1")
+
+    monkeypatch.setattr(training, "push_to_hub", record)
+    monkeypatch.setattr(training, "_check_hub_access", lambda args: None)
+    # Trainer itself never contacts the Hub (this machine has no network: it would fail if it tried).
+    train(tmp_path, "--train_file", str(training_data.shakespeare_txt(tmp_path)), "--block_size", "32",
+          "--push_to_hub", "--hub_model_id", "someone/tiny", "--save_strategy", "steps", "--save_steps", "2")  # fmt: skip
+    ((folder, repo_id, ignored, tags, files),) = uploads
+    assert (folder, repo_id, ignored) == (tmp_path / "model", "someone/tiny", ["checkpoint-*/**"])
+    assert {"hf_tinylm", "custom_code"} <= set(tags)  # hf_tinylm's card, not Trainer's
+    assert {"model.safetensors", "tokenizer.json", "eval_results.json", "checkpoint-2"} <= set(files)
 
 
 def test_push_to_hub_without_the_hub_fails_before_any_work(tmp_path, monkeypatch):
