@@ -214,11 +214,6 @@ class TinyLMTrainingArguments(TrainingArguments):
             )
         if metric in ("loss", "perplexity") and self.greater_is_better is None:
             self.greater_is_better = False  # transformers assumes higher is better for anything not named *loss
-        if (self.do_eval or self.do_predict) and not self.do_train:
-            raise ValueError(
-                "--do_eval/--do_predict without --do_train: train.py always trains (then evaluates); to only score "
-                "a saved model, use transformers' Trainer.evaluate or the pipelines."
-            )
         super().__post_init__()
 
 
@@ -236,6 +231,12 @@ def parse_args(argv: list[str] | None = None):
     else:
         parsed = parser.parse_args_into_dataclasses(args=argv)
         given = {arg[2:].split("=", 1)[0].replace("-", "_"): True for arg in argv if arg.startswith("--")}
+    if {"do_eval", "do_predict"} & set(given) and "do_train" not in given:
+        # (Not checked on the arguments themselves: TrainingArguments sets do_eval whenever it evaluates.)
+        raise ValueError(
+            "--do_eval/--do_predict without --do_train: train.py always trains (then evaluates); to only score "
+            "a saved model, use transformers' Trainer.evaluate or the pipelines."
+        )
     _continue_the_saved_task(*parsed[:2], given=set(given))
     return parsed
 
