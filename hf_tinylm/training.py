@@ -231,13 +231,20 @@ def parse_args(argv: list[str] | None = None):
     else:
         parsed = parser.parse_args_into_dataclasses(args=argv)
         given = {arg[2:].split("=", 1)[0].replace("-", "_"): True for arg in argv if arg.startswith("--")}
+    model_args, data_args = parsed[:2]
+    if "cell" in given and model_args.arch != "rnn":
+        raise ValueError(f"--cell chooses the recurrent cell of --arch rnn; this run is --arch {model_args.arch}.")
+    if "validation_file" in given and data_args.dataset_name:
+        raise ValueError(
+            "--validation_file goes with --train_file; with --dataset_name, name the split: --validation_split_name."
+        )
     if {"do_eval", "do_predict"} & set(given) and "do_train" not in given:
         # (Not checked on the arguments themselves: TrainingArguments sets do_eval whenever it evaluates.)
         raise ValueError(
             "--do_eval/--do_predict without --do_train: train.py always trains (then evaluates); to only score "
             "a saved model, use transformers' Trainer.evaluate or the pipelines."
         )
-    _continue_the_saved_task(*parsed[:2], given=set(given))
+    _continue_the_saved_task(model_args, data_args, given=set(given))
     return parsed
 
 

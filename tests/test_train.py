@@ -373,6 +373,8 @@ def test_label_smoothing_shifts_the_targets_of_causal_models():
         (["--metric_for_best_model", "rouge1"], "measure loss, perplexity"),
         (["--do_eval"], "train.py always trains"),
         (["--sample_prompt", " "], "--sample_prompt must not be empty"),
+        (["--cell", "gru"], "--cell chooses the recurrent cell of --arch rnn; this run is --arch attention"),
+        (["--dataset_name", "wmt16", "--validation_file", "v.jsonl"], "with --dataset_name, name the split"),
     ],
 )
 def test_arguments_that_cannot_work_are_refused_when_parsed(args, message):
