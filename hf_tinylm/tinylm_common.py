@@ -1,12 +1,9 @@
-"""Pieces both model families share. Copied into every saved model folder, so it imports only torch/transformers
-(and huggingface_hub, which transformers depends on)."""
+"""Pieces both model families share. Copied into every saved model folder, so it imports only torch/transformers."""
 
 import os
 import tempfile
 
 import torch
-from huggingface_hub import ModelCard
-from transformers.utils.hub import create_and_tag_model_card, hf_api
 
 
 def check_model_inputs(
@@ -103,6 +100,10 @@ class HubReadyMixin:
         """transformers' `push_to_hub`, except for the model card: a repository that has none gets the one
         `save_pretrained` writes (pipeline tag, usage with `trust_remote_code`, configuration) rather than
         transformers' generic one. A card already on the Hub is kept, as transformers does."""
+        # Imported here, not with the module: a saved folder's code should load even if these helpers move.
+        from huggingface_hub import ModelCard
+        from transformers.utils.hub import create_and_tag_model_card, hf_api
+
         repo_id = hf_api().create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
         tags = [*(self.model_tags or []), *([tags] if isinstance(tags, str) else tags or [])]
         with tempfile.TemporaryDirectory() as folder:
