@@ -26,6 +26,7 @@ from .task_formats import (
     language_pairs,
     settings_from_config,
 )
+from .tinylm_common import context_limit
 
 logger = logging.get_logger(__name__)
 
@@ -41,13 +42,6 @@ def _check_trained_for(model, task: str, pipeline_task: str) -> dict:
             f"(config.task_specific_params['hf_tinylm'] = {settings})."
         )
     return settings
-
-
-def context_limit(config) -> int | None:
-    """The most tokens the model reads at once: `max_position_embeddings`, unless a RoPE scaling type extends it.
-    None for models without a limit (the recurrent family)."""
-    rope_type = (getattr(config, "rope_parameters", None) or {}).get("rope_type", "default")
-    return getattr(config, "max_position_embeddings", None) if rope_type == "default" else None
 
 
 class TextOnly:
@@ -438,9 +432,9 @@ class TinyLMQuestionAnsweringPipeline(TextOnly, ChunkPipeline):
             # answers (spans widened to the same words are one answer).
             spans = (start[:, None] * end[None, :]).triu().tril(max_answer_len - 1).flatten()
             candidates = spans.nonzero().squeeze(1)
-            candidates = candidates[spans[candidates].argsort(descending=True)]
+            scores, order = spans[candidates].sort(descending=True)
             offsets, found = window["offsets"], set()
-            for index, score in zip(candidates.tolist(), spans[candidates].tolist()):
+            for index, score in zip(candidates[order].tolist(), scores.tolist()):
                 if len(found) == top_k:
                     break
                 first, last = divmod(index, len(offsets))

@@ -6,6 +6,13 @@ import tempfile
 import torch
 
 
+def context_limit(config) -> int | None:
+    """The most tokens the model reads at once: `max_position_embeddings`, unless a RoPE scaling type extends it.
+    None for models without a limit (the recurrent family)."""
+    rope_type = (getattr(config, "rope_parameters", None) or {}).get("rope_type", "default")
+    return getattr(config, "max_position_embeddings", None) if rope_type == "default" else None
+
+
 def check_model_inputs(
     config,
     input_ids: torch.Tensor | None,
@@ -34,9 +41,8 @@ def check_model_inputs(
                 f"`input_ids` contains token id {bad}, outside the model's vocabulary of {config.vocab_size} "
                 "tokens. Was the input encoded with a different tokenizer?"
             )
-    limit = getattr(config, "max_position_embeddings", None)
-    rope_type = (getattr(config, "rope_parameters", None) or {}).get("rope_type", "default")
-    if limit is not None and rope_type == "default" and past_length + seq_length > limit:
+    limit = context_limit(config)
+    if limit is not None and past_length + seq_length > limit:
         raise ValueError(
             f"The sequence is {past_length + seq_length} tokens long ({past_length} cached + {seq_length} new), "
             f"more than `max_position_embeddings` ({limit}). Truncate the input, or set `rope_parameters` to a "
@@ -56,9 +62,10 @@ class HubReadyMixin:
 
     Besides the model code transformers copies for `auto_map`, the pipeline code is copied too, and the config lists
     the pipeline of the task the model was trained for (`custom_pipelines`), so `pipeline("translation",
-    model=folder, trust_remote_code=True)` works, and without the task name too. Where hf_tinylm is installed, a model card (README.md) is written when the folder
-    has none; train.py then replaces it with one that has the training data and evaluation results. `push_to_hub`
-    (and `save_pretrained(..., push_to_hub=True)`) upload that card too, where transformers would write a generic one.
+    model=folder, trust_remote_code=True)` works, and without the task name too. Where hf_tinylm is installed, a
+    model card (README.md) is written when the folder has none; train.py then replaces it with one that has the
+    training data and evaluation results. `push_to_hub` (and `save_pretrained(..., push_to_hub=True)`) upload that
+    card too, where transformers would write a generic one.
 
     Both families inherit it first: `class TinyXPreTrainedModel(HubReadyMixin, PreTrainedModel)`.
     """

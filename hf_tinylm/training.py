@@ -45,8 +45,8 @@ from .configuration_tiny_attention import TinyAttentionConfig
 from .configuration_tiny_rnn import RECURRENT_CELLS, TinyRNNConfig
 from .hub import push_to_hub, write_model_card
 from .metrics import check_installed as check_metrics_installed
-from .pipelines_tinylm import context_limit
 from .task_formats import CONFIG_KEY, settings_from_config, task_settings
+from .tinylm_common import context_limit
 from .tokenization import TOKENIZER_TYPES, add_missing_special_tokens, train_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -212,8 +212,9 @@ class TinyLMTrainingArguments(TrainingArguments):
                 f"{', '.join(EVALUATED_DURING_TRAINING)}; generated-text scores (BLEU, ROUGE, EM/F1) come from the "
                 "final evaluation only."
             )
-        if metric in ("loss", "perplexity") and self.greater_is_better is None:
-            self.greater_is_better = False  # transformers assumes higher is better for anything not named *loss
+        if metric and self.greater_is_better is None:
+            # Both are lower-is-better; transformers assumes higher is better for anything not named *loss.
+            self.greater_is_better = False
         super().__post_init__()
 
 
@@ -225,12 +226,12 @@ def parse_args(argv: list[str] | None = None):
     )
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) == 1 and argv[0].endswith(".json"):
-        parsed, given = parser.parse_json_file(argv[0]), json.loads(Path(argv[0]).read_text())
+        parsed, given = parser.parse_json_file(argv[0]), set(json.loads(Path(argv[0]).read_text()))
     elif len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
-        parsed, given = parser.parse_yaml_file(argv[0]), yaml.safe_load(Path(argv[0]).read_text())
+        parsed, given = parser.parse_yaml_file(argv[0]), set(yaml.safe_load(Path(argv[0]).read_text()))
     else:
         parsed = parser.parse_args_into_dataclasses(args=argv)
-        given = {arg[2:].split("=", 1)[0].replace("-", "_"): True for arg in argv if arg.startswith("--")}
+        given = {arg[2:].split("=", 1)[0].replace("-", "_") for arg in argv if arg.startswith("--")}
     model_args, data_args = parsed[:2]
     if "cell" in given and model_args.arch != "rnn":
         raise ValueError(f"--cell chooses the recurrent cell of --arch rnn; this run is --arch {model_args.arch}.")
@@ -238,13 +239,13 @@ def parse_args(argv: list[str] | None = None):
         raise ValueError(
             "--validation_file goes with --train_file; with --dataset_name, name the split: --validation_split_name."
         )
-    if {"do_eval", "do_predict"} & set(given) and "do_train" not in given:
+    if {"do_eval", "do_predict"} & given and "do_train" not in given:
         # (Not checked on the arguments themselves: TrainingArguments sets do_eval whenever it evaluates.)
         raise ValueError(
             "--do_eval/--do_predict without --do_train: train.py always trains (then evaluates); to only score "
             "a saved model, use transformers' Trainer.evaluate or the pipelines."
         )
-    _continue_the_saved_task(model_args, data_args, given=set(given))
+    _continue_the_saved_task(model_args, data_args, given)
     return parsed
 
 
@@ -318,6 +319,7 @@ def run(
     # --push_to_hub uploads the finished folder once, with hf_tinylm's card (Trainer's own pushes would carry its
     # generic card, and every checkpoint).
     upload, training_args.push_to_hub = training_args.push_to_hub, False
+    saved_config = None
     if model_args.model_name_or_path:
         saved_config = AutoConfig.from_pretrained(model_args.model_name_or_path, cache_dir=model_args.cache_dir)
         _fit_lengths_to(context_limit(saved_config), data_args, model_args.model_name_or_path)
@@ -327,7 +329,7 @@ def run(
     if "validation" not in examples and training_args.early_stopping_patience is not None:
         raise ValueError("--early_stopping_patience needs validation data; set --validation_split_percentage.")
     tokenizer = _load_or_train_tokenizer(model_args, data_args, training_args, examples["train"], checkpoint)
-    model = _build_model(model_args, data_args, tokenizer)
+    model = _build_model(model_args, data_args, tokenizer, saved_config)
     with training_args.main_process_first(desc="tokenizing the data"):
         features = _features(examples, tokenizer, data_args)
 
@@ -495,10 +497,12 @@ class TimeBudgetCallback(TrainerCallback, ExportableState):
     def on_step_end(self, args, state, control, **kwargs):
         before = self.elapsed
         if self._started is not None:
-            step_seconds = torch.tensor(time.process_time() - self._started, device=args.device)
+            step_seconds = time.process_time() - self._started
             if torch.distributed.is_available() and torch.distributed.is_initialized():
-                torch.distributed.all_reduce(step_seconds, op=torch.distributed.ReduceOp.MAX)
-            self.elapsed += step_seconds.item()
+                slowest = torch.tensor(step_seconds, device=args.device)
+                torch.distributed.all_reduce(slowest, op=torch.distributed.ReduceOp.MAX)
+                step_seconds = slowest.item()
+            self.elapsed += step_seconds
         # Intervals given as fractions (--logging_steps 0.02, ...) are fractions of the budget: Trainer takes them
         # of --max_steps, which a budgeted run sets too high to matter.
         for strategy, fraction, flag in (
@@ -599,7 +603,7 @@ def _parse_overrides(overrides: str | None, config_class) -> dict:
     return values
 
 
-def _build_model(model_args: ModelArguments, data_args: data.DataArguments, tokenizer):
+def _build_model(model_args: ModelArguments, data_args: data.DataArguments, tokenizer, saved_config=None):
     """A new model sized for the tokenizer and the task's longest sequence, or the saved one, with its task settings.
 
     A saved model whose vocabulary is smaller than the tokenizer was trained with another tokenizer: refused. When
@@ -607,7 +611,9 @@ def _build_model(model_args: ModelArguments, data_args: data.DataArguments, toke
     """
     auto_class = AutoModelForQuestionAnswering if _is_extractive(data_args) else AutoModelForCausalLM
     if model_args.model_name_or_path:
-        config = AutoConfig.from_pretrained(model_args.model_name_or_path, cache_dir=model_args.cache_dir)
+        config = saved_config or AutoConfig.from_pretrained(
+            model_args.model_name_or_path, cache_dir=model_args.cache_dir
+        )
         if len(tokenizer) > config.vocab_size:
             raise ValueError(
                 f"The tokenizer has {len(tokenizer)} tokens but {model_args.model_name_or_path} has a vocabulary of "
