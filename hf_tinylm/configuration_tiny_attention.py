@@ -1,11 +1,8 @@
 """Configuration of the hf_tinylm self-attention decoder (a Llama-shaped pre-norm transformer)."""
 
-from huggingface_hub.dataclasses import strict
-from transformers import PreTrainedConfig
-from transformers.modeling_rope_utils import RopeParameters
+from .tinylm_compat import PreTrainedConfig
 
 
-@strict
 class TinyAttentionConfig(PreTrainedConfig):
     r"""Configuration of [`TinyAttentionModel`]: pre-norm decoder blocks (RMSNorm, causal multi-head self-attention
     with rotary positions and optional grouped-query heads, SwiGLU MLP), tied input/output embeddings by default.
@@ -35,42 +32,65 @@ class TinyAttentionConfig(PreTrainedConfig):
     ```"""
 
     model_type = "tiny_attention"
-    keys_to_ignore_at_inference = ["cache"]
+    keys_to_ignore_at_inference = ["cache", "past_key_values"]
 
-    vocab_size: int = 8192
-    hidden_size: int = 256
-    intermediate_size: int | None = None
-    num_hidden_layers: int = 4
-    num_attention_heads: int = 4
-    num_key_value_heads: int | None = None
-    head_dim: int | None = None
-    hidden_act: str = "silu"
-    max_position_embeddings: int = 1024
-    initializer_range: float = 0.02
-    rms_norm_eps: float = 1e-6
-    use_cache: bool = True
-    pad_token_id: int | None = None
-    bos_token_id: int | None = None
-    eos_token_id: int | list[int] | None = None
-    tie_word_embeddings: bool = True
-    rope_parameters: RopeParameters | dict | None = None
-    attention_bias: bool = False
-    mlp_bias: bool = False
-    attention_dropout: float = 0.0
-    hidden_dropout: float = 0.0
-
-    def __post_init__(self, **kwargs):
-        if self.num_key_value_heads is None:
-            self.num_key_value_heads = self.num_attention_heads
-        if self.head_dim is None and self.num_attention_heads > 0:
-            self.head_dim = self.hidden_size // self.num_attention_heads
-        if self.intermediate_size is None:
-            self.intermediate_size = -(-8 * self.hidden_size // 3 // 64) * 64
-        self.validate_architecture()  # a plain ValueError at construction, before `@strict` wraps it
-        super().__post_init__(**kwargs)
+    def __init__(
+        self,
+        vocab_size: int = 8192,
+        hidden_size: int = 256,
+        intermediate_size: int | None = None,
+        num_hidden_layers: int = 4,
+        num_attention_heads: int = 4,
+        num_key_value_heads: int | None = None,
+        head_dim: int | None = None,
+        hidden_act: str = "silu",
+        max_position_embeddings: int = 1024,
+        initializer_range: float = 0.02,
+        rms_norm_eps: float = 1e-6,
+        use_cache: bool = True,
+        pad_token_id: int | None = None,
+        bos_token_id: int | None = None,
+        eos_token_id: int | list[int] | None = None,
+        tie_word_embeddings: bool = True,
+        rope_parameters: dict | None = None,
+        attention_bias: bool = False,
+        mlp_bias: bool = False,
+        attention_dropout: float = 0.0,
+        hidden_dropout: float = 0.0,
+        **kwargs,
+    ):
+        # Plain attributes set before the base class's __init__ (not a dataclass): the form every release reads.
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.intermediate_size = (
+            -(-8 * hidden_size // 3 // 64) * 64 if intermediate_size is None else intermediate_size
+        )
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.num_key_value_heads = num_attention_heads if num_key_value_heads is None else num_key_value_heads
+        self.head_dim = hidden_size // max(num_attention_heads, 1) if head_dim is None else head_dim
+        self.hidden_act = hidden_act
+        self.max_position_embeddings = max_position_embeddings
+        self.initializer_range = initializer_range
+        self.rms_norm_eps = rms_norm_eps
+        self.use_cache = use_cache
+        self.rope_parameters = {"rope_type": "default", "rope_theta": 10000.0, **(rope_parameters or {})}
+        self.attention_bias = attention_bias
+        self.mlp_bias = mlp_bias
+        self.attention_dropout = attention_dropout
+        self.hidden_dropout = hidden_dropout
+        self.pad_token_id, self.bos_token_id, self.eos_token_id = pad_token_id, bos_token_id, eos_token_id
+        self.validate_architecture()
+        super().__init__(
+            pad_token_id=pad_token_id,
+            bos_token_id=bos_token_id,
+            eos_token_id=eos_token_id,
+            tie_word_embeddings=tie_word_embeddings,
+            **kwargs,
+        )
 
     def validate_architecture(self):
-        """Reject values the model cannot be built with, naming the field (also run by `@strict` validation)."""
+        """Reject values the model cannot be built with, naming the field."""
         for name in (
             "vocab_size",
             "hidden_size",

@@ -1,18 +1,16 @@
 """Configuration of the hf_tinylm recurrent language model (stacked Elman RNN, LSTM or GRU layers)."""
 
-from huggingface_hub.dataclasses import strict
-from transformers import PreTrainedConfig
+from .tinylm_compat import PreTrainedConfig
 
 RECURRENT_CELLS = ("rnn", "lstm", "gru")
 
 
-@strict
 class TinyRNNConfig(PreTrainedConfig):
     r"""Configuration of [`TinyRNNModel`]: token embedding, `num_hidden_layers` recurrent layers run by torch's fused
     kernels, tied input/output embeddings by default.
 
-    Each layer keeps a fixed-size state (h, plus c for the LSTM) in transformers' `Cache`, declared through
-    `layer_types = ["linear_attention"] * num_hidden_layers`, so a decoding step costs the same at any context length.
+    Each layer keeps a fixed-size state (h, plus c for the LSTM) in a `RecurrentStateCache`, so a decoding step costs
+    the same at any context length.
 
     Args:
         vocab_size: number of tokens the embedding knows.
@@ -36,34 +34,45 @@ class TinyRNNConfig(PreTrainedConfig):
     ```"""
 
     model_type = "tiny_rnn"
-    keys_to_ignore_at_inference = ["cache"]
+    keys_to_ignore_at_inference = ["cache", "past_key_values"]
 
-    vocab_size: int = 8192
-    embedding_size: int | None = None
-    hidden_size: int = 256
-    num_hidden_layers: int = 2
-    cell: str = "lstm"
-    dropout: float = 0.0
-    initializer_range: float = 0.1
-    use_cache: bool = True
-    pad_token_id: int | None = None
-    bos_token_id: int | None = None
-    eos_token_id: int | list[int] | None = None
-    tie_word_embeddings: bool = True
-
-    def __post_init__(self, **kwargs):
-        if self.embedding_size is None:
-            self.embedding_size = self.hidden_size
-        self.validate_architecture()  # a plain ValueError at construction, before `@strict` wraps it
-        super().__post_init__(**kwargs)
-
-    @property
-    def layer_types(self) -> list[str]:
-        """Tells `DynamicCache(config=...)` to give every layer a fixed-size recurrent-state slot, not a KV cache."""
-        return ["linear_attention"] * self.num_hidden_layers
+    def __init__(
+        self,
+        vocab_size: int = 8192,
+        embedding_size: int | None = None,
+        hidden_size: int = 256,
+        num_hidden_layers: int = 2,
+        cell: str = "lstm",
+        dropout: float = 0.0,
+        initializer_range: float = 0.1,
+        use_cache: bool = True,
+        pad_token_id: int | None = None,
+        bos_token_id: int | None = None,
+        eos_token_id: int | list[int] | None = None,
+        tie_word_embeddings: bool = True,
+        **kwargs,
+    ):
+        # Plain attributes set before the base class's __init__ (not a dataclass): the form every release reads.
+        self.vocab_size = vocab_size
+        self.embedding_size = hidden_size if embedding_size is None else embedding_size
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.cell = cell
+        self.dropout = dropout
+        self.initializer_range = initializer_range
+        self.use_cache = use_cache
+        self.pad_token_id, self.bos_token_id, self.eos_token_id = pad_token_id, bos_token_id, eos_token_id
+        self.validate_architecture()
+        super().__init__(
+            pad_token_id=pad_token_id,
+            bos_token_id=bos_token_id,
+            eos_token_id=eos_token_id,
+            tie_word_embeddings=tie_word_embeddings,
+            **kwargs,
+        )
 
     def validate_architecture(self):
-        """Reject values the model cannot be built with, naming the field (also run by `@strict` validation)."""
+        """Reject values the model cannot be built with, naming the field."""
         if self.cell not in RECURRENT_CELLS:
             raise ValueError(f"`cell` must be one of {RECURRENT_CELLS}, got {self.cell!r}.")
         for name in ("vocab_size", "hidden_size", "embedding_size", "num_hidden_layers"):

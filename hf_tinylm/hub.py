@@ -15,11 +15,9 @@ from transformers import AutoConfig
 
 from .pipelines_tinylm import pipeline_task
 from .task_formats import CONFIG_KEY, build_prompt, language_pairs, settings_from_config
+from .tinylm_compat import MIN_TRANSFORMERS_VERSION  # the oldest release saved folders run on
 
 TEMPLATE_PATH = Path(__file__).with_name("model_card_template.md")
-# The oldest transformers release the code saved in a model folder runs on: see docs/compatibility.md, measured by
-# scripts/check_remote_code_compat.py.
-MIN_TRANSFORMERS_VERSION = "5.24.0"
 
 # Entries of `Trainer.evaluate()` results that describe the run, not the model.
 _BOOKKEEPING_SUFFIXES = ("runtime", "_per_second", "epoch", "samples")

@@ -13,17 +13,20 @@ from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache
-from transformers.masking_utils import create_causal_mask
 from transformers.modeling_layers import GenericForQuestionAnswering, GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, dynamic_rope_update
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, slice_logits_to_keep
-from transformers.utils.deprecation import deprecate_kwarg
-from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
-from transformers.utils.output_capturing import capture_outputs
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils.generic import can_return_tuple
 
 from .configuration_tiny_attention import TinyAttentionConfig
-from .tinylm_common import HubReadyMixin, check_model_inputs
+
+# Every module a saved folder ships is imported here by name: before 5.x, transformers copies only the modules the
+# loaded file itself imports, and then requires all of theirs. (The pipeline code is used by `save_pretrained`.)
+from .pipelines_tinylm import custom_pipelines  # noqa: F401
+from .task_formats import CONFIG_KEY  # noqa: F401
+from .tinylm_common import HubReadyMixin, check_model_inputs, logits_positions
+from .tinylm_compat import accepts_cache_argument, cache_of, causal_mask, output_with_cache, rope_config
 
 
 class TinyAttentionRMSNorm(nn.Module):
@@ -48,15 +51,15 @@ class TinyAttentionRotaryEmbedding(nn.Module):
 
     def __init__(self, config: TinyAttentionConfig):
         super().__init__()
-        self.config = config
+        self.config = rope_config(config)
         self.max_seq_len_cached = self.original_max_seq_len = config.max_position_embeddings
         self.rope_type = config.rope_parameters["rope_type"]
-        init_fn = (
+        self.rope_init_fn = (  # the name `dynamic_rope_update` calls on transformers 4.x
             self.compute_default_rope_parameters
             if self.rope_type == "default"
             else ROPE_INIT_FUNCTIONS[self.rope_type]
         )
-        inv_freq, self.attention_scaling = init_fn(config)
+        inv_freq, self.attention_scaling = self.rope_init_fn(self.config)
         self.inv_freq = nn.Buffer(inv_freq, persistent=False)
         self.original_inv_freq = nn.Buffer(inv_freq.clone(), persistent=False)
 
@@ -145,11 +148,12 @@ class TinyAttentionAttention(nn.Module):
         query, key = apply_rotary_pos_emb(query, key, *position_embeddings)
 
         if cache is not None:
-            key, value = cache.update(key, value, self.layer_idx)
+            # `cache_position` is what a static cache writes at on transformers 4.x, whose generate() passes it.
+            key, value = cache.update(key, value, self.layer_idx, {"cache_position": kwargs.get("cache_position")})
 
-        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
-            self.config._attn_implementation, eager_attention_forward
-        )
+        attention_interface: Callable = eager_attention_forward
+        if self.config._attn_implementation != "eager":
+            attention_interface = ALL_ATTENTION_FUNCTIONS[self.config._attn_implementation]
         attn_output, attn_weights = attention_interface(
             self,
             query,
@@ -195,8 +199,9 @@ class TinyAttentionDecoderLayer(GradientCheckpointingLayer):
         attention_mask: torch.Tensor | None = None,
         cache: Cache | None = None,
         **kwargs,
-    ) -> torch.Tensor:
-        attn_output, _ = self.self_attn(
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Returns the new hidden states and the attention probabilities (None unless the kernel computes them)."""
+        attn_output, attn_weights = self.self_attn(
             self.input_layernorm(hidden_states),
             position_embeddings=position_embeddings,
             attention_mask=attention_mask,
@@ -204,7 +209,7 @@ class TinyAttentionDecoderLayer(GradientCheckpointingLayer):
             **kwargs,
         )
         hidden_states = hidden_states + self.dropout(attn_output)
-        return hidden_states + self.dropout(self.mlp(self.post_attention_layernorm(hidden_states)))
+        return hidden_states + self.dropout(self.mlp(self.post_attention_layernorm(hidden_states))), attn_weights
 
 
 class TinyAttentionPreTrainedModel(HubReadyMixin, PreTrainedModel):
@@ -218,7 +223,6 @@ class TinyAttentionPreTrainedModel(HubReadyMixin, PreTrainedModel):
     _supports_flex_attn = True
     _supports_attention_backend = True
     _can_compile_fullgraph = True
-    _can_record_outputs = {"hidden_states": TinyAttentionDecoderLayer, "attentions": TinyAttentionAttention}
 
 
 class TinyAttentionModel(TinyAttentionPreTrainedModel):
@@ -233,9 +237,8 @@ class TinyAttentionModel(TinyAttentionPreTrainedModel):
         self.gradient_checkpointing = False
         self.post_init()
 
-    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
-    @merge_with_config_defaults
-    @capture_outputs
+    @accepts_cache_argument
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -244,38 +247,50 @@ class TinyAttentionModel(TinyAttentionPreTrainedModel):
         cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPast:
+        r"""`hidden_states` (with `output_hidden_states`) are the embeddings and each block's input, then the final
+        normed output; `attentions` (with `output_attentions`) need a kernel that computes them, such as `eager`."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
         past_length = cache.get_seq_length() if cache is not None else 0
         check_model_inputs(self.config, input_ids, inputs_embeds, attention_mask, past_length)
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)
+        use_cache = self.config.use_cache if use_cache is None else use_cache
+        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)
         if position_ids is None:
             position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + past_length
             position_ids = position_ids.unsqueeze(0)
 
-        causal_mask = create_causal_mask(
-            config=self.config,
-            inputs_embeds=inputs_embeds,
-            attention_mask=attention_mask,
-            cache=cache,
-            position_ids=position_ids,
-        )
+        mask = causal_mask(self.config, inputs_embeds, attention_mask, cache, position_ids, past_length)
         hidden_states = inputs_embeds
         position_embeddings = self.rotary_emb(hidden_states, position_ids=position_ids)
+        all_hidden_states, all_attentions = [], []
         for layer in self.layers:
-            hidden_states = layer(
+            all_hidden_states.append(hidden_states)
+            hidden_states, attn_weights = layer(
                 hidden_states,
                 position_embeddings=position_embeddings,
-                attention_mask=causal_mask,
+                attention_mask=mask,
                 cache=cache,
                 **kwargs,
             )
-        return BaseModelOutputWithPast(last_hidden_state=self.norm(hidden_states), cache=cache)
+            all_attentions.append(attn_weights)
+        hidden_states = self.norm(hidden_states)
+        return output_with_cache(
+            BaseModelOutputWithPast,
+            cache,
+            last_hidden_state=hidden_states,
+            hidden_states=(*all_hidden_states, hidden_states) if output_hidden_states else None,
+            attentions=tuple(all_attentions) if output_attentions else None,
+        )
 
 
 class TinyAttentionForCausalLM(TinyAttentionPreTrainedModel, GenerationMixin):
@@ -289,7 +304,7 @@ class TinyAttentionForCausalLM(TinyAttentionPreTrainedModel, GenerationMixin):
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 
-    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    @accepts_cache_argument
     @can_return_tuple
     def forward(
         self,
@@ -314,14 +329,15 @@ class TinyAttentionForCausalLM(TinyAttentionPreTrainedModel, GenerationMixin):
             use_cache=use_cache,
             **kwargs,
         )
-        logits = self.lm_head(slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep))
+        logits = self.lm_head(outputs.last_hidden_state[:, logits_positions(logits_to_keep)])
         loss = None
         if labels is not None:
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
-        return CausalLMOutputWithPast(
+        return output_with_cache(
+            CausalLMOutputWithPast,
+            cache_of(outputs),
             loss=loss,
             logits=logits,
-            cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )

@@ -1,9 +1,9 @@
 """The hf_tinylm recurrent language model: stacked Elman RNN, LSTM or GRU layers on torch.nn's fused kernels.
 
 Training and prefill run whole sequences through `nn.RNN` / `nn.LSTM` / `nn.GRU`, never a Python loop over time steps;
-a one-token decoding step runs the matching cell function. Each layer's final state (h, and c for the LSTM) lives in transformers' `Cache` as the recurrent state of a
-linear-attention layer, batch first, so a decoding step costs the same at any context length and beam search reorders
-the state like any other cache. Padding never reaches the state: each row's real tokens are moved to the front and
+a one-token decoding step runs the matching cell function. Each layer's final state (h, and c for the LSTM) lives in a
+`RecurrentStateCache` (a transformers `Cache`), batch first, so a decoding step costs the same at any context length
+and beam search reorders the state like any other cache. Padding never reaches the state: each row's real tokens are moved to the front and
 packed, so a left-, right- or mid-padded row ends in exactly the state of its unpadded self.
 """
 
@@ -11,32 +11,75 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers import GenerationMixin, PreTrainedModel
-from transformers import initialization as init
-from transformers.cache_utils import Cache, DynamicCache
+from transformers.cache_utils import Cache
 from transformers.modeling_layers import GenericForQuestionAnswering, GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
-from transformers.modeling_utils import slice_logits_to_keep
-from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import can_return_tuple
-from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_tiny_rnn import TinyRNNConfig
-from .tinylm_common import HubReadyMixin, check_model_inputs
+
+# Every module a saved folder ships is imported here by name: before 5.x, transformers copies only the modules the
+# loaded file itself imports, and then requires all of theirs. (The pipeline code is used by `save_pretrained`.)
+from .pipelines_tinylm import custom_pipelines  # noqa: F401
+from .task_formats import CONFIG_KEY  # noqa: F401
+from .tinylm_common import HubReadyMixin, check_model_inputs, logits_positions
+from .tinylm_compat import accepts_cache_argument, cache_of, init, output_with_cache
 
 RECURRENT_MODULES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 # The same equations for a single time step, as `nn.RNNCell` / `nn.LSTMCell` / `nn.GRUCell` run them.
 SINGLE_STEP_FUNCTIONS = {"rnn": torch.rnn_tanh_cell, "lstm": torch.lstm_cell, "gru": torch.gru_cell}
 
 
-def cached_layer_state(cache: Cache, layer_idx: int) -> torch.Tensor | None:
-    """The state `cache` holds for layer `layer_idx`, or None before that layer first stored one.
+class RecurrentStateCache(Cache):
+    """The recurrent state of every layer: one tensor per layer, batch first, replaced after each forward call.
 
-    `Cache.get_recurrent_state` only reports the state of layers that also stored a convolution state (as the SSMs in
-    transformers do), so the layer's slot is read directly. After `cache.reset()` the slot holds zeros, which is also
-    where a recurrent layer starts.
+    A `Cache` (so `generate()` hands it back step after step), but not a key/value store: it holds the same amount at
+    any length, `get_seq_length()` counts the positions it has read, and it cannot be rolled back to an earlier token
+    (`crop`), which assisted generation would need. Batch-wise operations (beam search's `reorder_cache`, expanding or
+    selecting rows) act on dimension 0 of every state.
     """
-    layer = cache.layers[layer_idx]
-    return layer.recurrent_states[0] if layer.is_recurrent_states_initialized[0] else None
+
+    is_compileable = False
+
+    def __init__(self, num_layers: int):
+        super().__init__(layers=[])
+        self.states: list[torch.Tensor | None] = [None] * num_layers
+        self.seen_tokens = 0
+
+    def __len__(self) -> int:
+        return len(self.states)
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.seen_tokens
+
+    def get_state(self, layer_idx: int) -> torch.Tensor | None:
+        """Layer `layer_idx`'s state, or None before the layer stored one (a layer then starts from zeros)."""
+        return self.states[layer_idx]
+
+    def set_state(self, state: torch.Tensor, layer_idx: int) -> None:
+        self.states[layer_idx] = state
+
+    def reset(self) -> None:
+        self.states = [None] * len(self.states)
+        self.seen_tokens = 0
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        self._apply_to_batch(lambda state: state.index_select(0, beam_idx.to(state.device)))
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        self._apply_to_batch(lambda state: state.repeat_interleave(repeats, dim=0))
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        self._apply_to_batch(lambda state: state[indices])
+
+    def crop(self, max_length: int) -> None:
+        raise ValueError(
+            "A recurrent state cannot be rolled back to an earlier token, so this cache cannot be cropped (assisted "
+            "generation and prompt-lookup decoding need that): decode without an assistant."
+        )
+
+    def _apply_to_batch(self, function) -> None:
+        self.states = [None if state is None else function(state) for state in self.states]
 
 
 class TinyRNNLayer(GradientCheckpointingLayer):
@@ -65,7 +108,7 @@ class TinyRNNLayer(GradientCheckpointingLayer):
     ) -> torch.Tensor:
         r"""`padding_mask` (batch, seq) is True at real tokens; pass it only when some token is padding, since the
         unpadded path hands the whole batch to the kernel as it is."""
-        state = cached_layer_state(cache, self.layer_idx) if cache is not None else None
+        state = cache.get_state(self.layer_idx) if cache is not None else None
         if state is not None and state.requires_grad:
             # Backpropagating through a state carried over from an earlier call (truncated BPTT): the cache overwrites
             # its buffer in place below, so this step reads a copy that stays as backward needs it.
@@ -78,7 +121,7 @@ class TinyRNNLayer(GradientCheckpointingLayer):
             output, final_state = self.rnn(hidden_states, self._to_module_state(state))
             new_state = self._to_cache_state(final_state)
         if cache is not None:
-            cache.update_recurrent_state(new_state, self.layer_idx)
+            cache.set_state(new_state, self.layer_idx)
         return self.dropout(output)
 
     def _forward_skipping_padding(
@@ -145,7 +188,12 @@ class TinyRNNPreTrainedModel(HubReadyMixin, PreTrainedModel):
     _no_split_modules = ["TinyRNNLayer"]
     # The state cannot be rolled back to an earlier token, which assisted generation would need.
     _is_stateful = True
-    _can_record_outputs = {"hidden_states": TinyRNNLayer}
+
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        """No: `generate()` must not build a key/value cache for this model, whose forward creates its own
+        `RecurrentStateCache` (transformers 4.x infers this from `_is_stateful`; 5.x asks this method)."""
+        return False
 
     def _init_weights(self, module: nn.Module):
         """Recurrent weights get torch.nn's own uniform(-1/sqrt(hidden), 1/sqrt(hidden)), the scale these cells are
@@ -169,31 +217,34 @@ class TinyRNNModel(TinyRNNPreTrainedModel):
         self.gradient_checkpointing = False
         self.post_init()
 
-    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
-    @capture_outputs
+    @accepts_cache_argument
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        cache: Cache | None = None,
+        cache: RecurrentStateCache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPast:
         r"""`attention_mask` (batch, seq) is 1 at tokens and 0 at padding, which never touches the state. When `cache`
         already holds a state, the mask may also cover the cached tokens (as `generate()` passes it): only its last
         `seq` columns are read, the past being folded into the state. `use_cache` defaults to the config's outside
-        training."""
+        training. `hidden_states` (with `output_hidden_states`) are the embeddings and each layer's output."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
         if use_cache is None:
             use_cache = self.config.use_cache and not self.training
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
         if cache is None and use_cache:
-            cache = DynamicCache(config=self.config)
-        if cache is not None and (len(cache.layers) != len(self.layers) or not all(cache.is_linear)):
+            cache = RecurrentStateCache(len(self.layers))
+        if cache is not None and (not isinstance(cache, RecurrentStateCache) or len(cache) != len(self.layers)):
             raise ValueError(
-                "`cache` must hold one recurrent-state layer per model layer: build it with "
-                "`DynamicCache(config=model.config)` or take the one a previous call returned."
+                f"`cache` must be a RecurrentStateCache with one state per model layer ({len(self.layers)}), got "
+                f"{type(cache).__name__}: pass none (one is created), or the one a previous call returned."
             )
         seq_length = (input_ids if input_ids is not None else inputs_embeds).shape[1]
         mask_past_length = 0
@@ -203,7 +254,7 @@ class TinyRNNModel(TinyRNNPreTrainedModel):
                     f"`attention_mask` must be 2D (batch, sequence) for a recurrent model, got shape "
                     f"{tuple(attention_mask.shape)}."
                 )
-            if cache is not None and cached_layer_state(cache, 0) is not None:
+            if cache is not None and cache.get_state(0) is not None:
                 mask_past_length = max(attention_mask.shape[1] - seq_length, 0)
         check_model_inputs(self.config, input_ids, inputs_embeds, attention_mask, mask_past_length)
 
@@ -216,9 +267,18 @@ class TinyRNNModel(TinyRNNPreTrainedModel):
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)
         hidden_states = self.dropout(inputs_embeds)
+        all_hidden_states = [hidden_states]
         for layer in self.layers:
             hidden_states = layer(hidden_states, padding_mask=padding_mask, cache=cache, **kwargs)
-        return BaseModelOutputWithPast(last_hidden_state=hidden_states, cache=cache)
+            all_hidden_states.append(hidden_states)
+        if cache is not None:
+            cache.seen_tokens += seq_length
+        return output_with_cache(
+            BaseModelOutputWithPast,
+            cache,
+            last_hidden_state=hidden_states,
+            hidden_states=tuple(all_hidden_states) if output_hidden_states else None,
+        )
 
 
 class TinyRNNForCausalLM(TinyRNNPreTrainedModel, GenerationMixin):
@@ -238,13 +298,13 @@ class TinyRNNForCausalLM(TinyRNNPreTrainedModel, GenerationMixin):
         self.lm_head = nn.Linear(config.embedding_size, config.vocab_size, bias=False)
         self.post_init()
 
-    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    @accepts_cache_argument
     @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        cache: Cache | None = None,
+        cache: RecurrentStateCache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
@@ -261,13 +321,13 @@ class TinyRNNForCausalLM(TinyRNNPreTrainedModel, GenerationMixin):
             use_cache=use_cache,
             **kwargs,
         )
-        hidden_states = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
+        hidden_states = outputs.last_hidden_state[:, logits_positions(logits_to_keep)]
         logits = self.lm_head(self.output_projection(hidden_states))
         loss = None
         if labels is not None:
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
-        return CausalLMOutputWithPast(
-            loss=loss, logits=logits, cache=outputs.cache, hidden_states=outputs.hidden_states
+        return output_with_cache(
+            CausalLMOutputWithPast, cache_of(outputs), loss=loss, logits=logits, hidden_states=outputs.hidden_states
         )
 
 
@@ -283,6 +343,7 @@ class TinyRNNForQuestionAnswering(GenericForQuestionAnswering, TinyRNNPreTrained
 
 
 __all__ = [
+    "RecurrentStateCache",
     "TinyRNNPreTrainedModel",
     "TinyRNNModel",
     "TinyRNNForCausalLM",

@@ -13,6 +13,12 @@ def context_limit(config) -> int | None:
     return getattr(config, "max_position_embeddings", None) if rope_type == "default" else None
 
 
+def logits_positions(logits_to_keep: int | torch.Tensor) -> slice | torch.Tensor:
+    """The positions that get logits: the last `logits_to_keep` (0 means all), or the given indices, as `generate()`
+    asks for only the last one."""
+    return slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+
+
 def check_model_inputs(
     config,
     input_ids: torch.Tensor | None,

@@ -7,8 +7,10 @@ Both are lossless: `decode(encode(text)) == text` for any Unicode string, becaus
 every character is either in the vocabulary or spelled as its UTF-8 bytes.
 """
 
+import json
 from collections import Counter
 from collections.abc import Iterable
+from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
@@ -71,6 +73,25 @@ def train_tokenizer(
         extra_special_tokens=list(ADDITIONAL_SPECIAL_TOKENS),
         **SPECIAL_TOKENS,
     )
+
+
+def make_tokenizer_config_portable(folder) -> None:
+    """Rewrite a saved `tokenizer_config.json` in the form every supported transformers release reads (4.57 to 5.x).
+
+    transformers 5 writes its class as `TokenizersBackend`, which 4.x does not have, and the task tokens as an
+    `extra_special_tokens` list, which 4.x reads as a dict of named tokens. `PreTrainedTokenizerFast` (5.x's alias
+    of the same class) and `additional_special_tokens` load as the same tokenizer on every release, with the model
+    inputs named.
+    """
+    path = Path(folder) / "tokenizer_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if config.get("tokenizer_class") == "TokenizersBackend":
+        config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    if isinstance(config.get("extra_special_tokens"), list):
+        config["additional_special_tokens"] = config.pop("extra_special_tokens")
+    # 4.x's default adds `token_type_ids`, which these models (and generate()) refuse.
+    config.setdefault("model_input_names", ["input_ids", "attention_mask"])
+    path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def add_missing_special_tokens(tokenizer) -> int:

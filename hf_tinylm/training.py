@@ -5,8 +5,8 @@ argument names, one `HfArgumentParser` over model, data and training dataclasses
 underneath), so the same command runs in one process, under `torchrun` or under `accelerate launch`.
 """
 
-import dataclasses
 import importlib.util
+import inspect
 import json
 import logging
 import math
@@ -47,7 +47,7 @@ from .hub import push_to_hub, write_model_card
 from .metrics import check_installed as check_metrics_installed
 from .task_formats import CONFIG_KEY, settings_from_config, task_settings
 from .tinylm_common import context_limit
-from .tokenization import TOKENIZER_TYPES, add_missing_special_tokens, train_tokenizer
+from .tokenization import TOKENIZER_TYPES, add_missing_special_tokens, make_tokenizer_config_portable, train_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -369,6 +369,8 @@ def run(
     train_result.metrics["train_cpu_seconds"] = round(time.process_time() - cpu_started, 2)
     model.config.use_cache = True  # Trainer turned the cache off for training; generation wants it
     trainer.save_model()
+    if trainer.is_world_process_zero():
+        make_tokenizer_config_portable(training_args.output_dir)
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)
     trainer.save_state()
@@ -587,7 +589,13 @@ def _parse_overrides(overrides: str | None, config_class) -> dict:
     """'a=1,b=0.5,c=gelu' -> {"a": 1, "b": 0.5, "c": "gelu"}, each key checked against the config's fields."""
     if not overrides:
         return {}
-    known = {f.name for f in dataclasses.fields(config_class)}
+    known = {
+        name
+        for cls in config_class.__mro__
+        if "__init__" in vars(cls)
+        for name, parameter in inspect.signature(cls.__init__).parameters.items()
+        if name != "self" and parameter.kind is parameter.POSITIONAL_OR_KEYWORD
+    }
     values = {}
     for item in overrides.split(","):
         key, sep, value = (part.strip() for part in item.partition("="))

@@ -1,14 +1,17 @@
-"""Check which transformers 5.x releases run the code that hf_tinylm saves into every model folder.
+"""Check which transformers releases run the code that hf_tinylm saves into every model folder.
 
-Not part of CI: it installs packages. It saves a folder of each model family for each task with this environment's
-hf_tinylm, then, for each release named on the command line, creates a virtual environment with that transformers
-and this environment's torch, and there, in a fresh process where hf_tinylm is not installed, loads each folder with
-the Auto classes, generates with and without the cache, and runs each pipeline. Every output is compared with the
-same program's output in this environment; the table goes to docs/compatibility.md.
+It saves a folder of each model family for each task with this environment's hf_tinylm, then, for each release,
+takes a virtual environment with that transformers (and this environment's torch, shared rather than reinstalled),
+and there, in a fresh process where hf_tinylm cannot be imported, loads each folder with the Auto classes, compares
+logits, generates (greedy with and without the cache, beam search, a left-padded batch) and runs each pipeline.
+Every output is compared with the same program's output in this environment; the table goes to
+docs/compatibility.md.
 
-    python scripts/check_remote_code_compat.py 5.22.2 5.23.0 5.24.0
+    python scripts/check_remote_code_compat.py 4.57.6 5.0.0 5.24.0
+    python scripts/check_remote_code_compat.py --all      # the newest patch of every minor release since 4.57
 
-Slow (a virtual environment and a torch install per release): run it in the background.
+Environments are kept in .venv/compat-envs/ and reused. `--all` takes about as many minutes as releases: run it in
+the background. The test suite runs the oldest supported release and this environment's (tests/test_compat.py).
 """
 
 import argparse
@@ -16,20 +19,26 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import venv
 from pathlib import Path
 
 import torch
 import transformers
+from packaging.version import Version
 
 from hf_tinylm import TinyAttentionConfig, TinyRNNConfig
-from hf_tinylm.hub import MIN_TRANSFORMERS_VERSION
 from hf_tinylm.task_formats import CONFIG_KEY, build_prompt, task_settings
-from hf_tinylm.tokenization import train_tokenizer
+from hf_tinylm.tinylm_compat import MIN_TRANSFORMERS_VERSION
+from hf_tinylm.tokenization import make_tokenizer_config_portable, train_tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORT = ROOT / "docs" / "compatibility.md"
+ENVIRONMENTS = Path(sys.prefix) / "compat-envs"
+# Exact versions for releases whose own pins need older Hub libraries than this environment's (CI checks 4.57.6).
+PINS = {"4.57.6": ["huggingface_hub==0.36.2", "tokenizers==0.22.2"]}
+LOGITS_TOLERANCE = 1e-5
 CONTEXT = "The tower stands in Paris. It was built in 1889 and is made of iron."
 QUESTION = "Where is the tower?"
 FAMILIES = {
@@ -44,16 +53,35 @@ FOLDERS = {  # folder -> (task settings, Auto class)
     "question-answering": (task_settings("qa", mode="extractive"), transformers.AutoModelForQuestionAnswering),
     "text-generation": (task_settings("qa", mode="generative"), transformers.AutoModelForCausalLM),
 }
-CHECKS = ("load", "generate", "translation", "summarization", "question-answering", "text-generation")
+CHECKS = (
+    "load",
+    "logits",
+    "generate",
+    "beam search",
+    "left-padded batch",
+    "translation",
+    "summarization",
+    "question-answering",
+    "text-generation",
+)
 
-# Runs in the environment under test, from a folder outside the repository, so hf_tinylm cannot be imported.
+# Runs in the environment under test, from a folder outside the repository, with hf_tinylm blocked.
 PROGRAM = """
-import json, sys
+import importlib.abc, json, sys, warnings
+warnings.simplefilter("ignore")
+
+class NoHfTinylm(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "hf_tinylm":
+            raise ModuleNotFoundError("hf_tinylm is blocked: the check simulates a machine without it")
+
+sys.meta_path.insert(0, NoHfTinylm())
 import torch
+import transformers
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForQuestionAnswering, AutoTokenizer, pipeline
 
-root, prompt = sys.argv[1], sys.argv[2]
-results = {}
+root, prompt, context = sys.argv[1:4]
+results = {"version": transformers.__version__}
 
 def check(name, run):
     try:
@@ -61,29 +89,59 @@ def check(name, run):
     except Exception as error:  # a failure is a result too
         results[name] = "error: " + f"{type(error).__name__}: {error}".splitlines()[0][:200]
 
+def lm(folder="text-generation"):
+    model = AutoModelForCausalLM.from_pretrained(f"{root}/{folder}", trust_remote_code=True)
+    return model, AutoTokenizer.from_pretrained(f"{root}/{folder}", trust_remote_code=True)
+
 def load():
     return [
         type(AutoConfig.from_pretrained(f"{root}/translation", trust_remote_code=True)).__name__,
-        type(AutoTokenizer.from_pretrained(f"{root}/translation", trust_remote_code=True)).__name__,
+        # 5.x's TokenizersBackend is the class 4.x calls PreTrainedTokenizerFast (5.x keeps that name as an alias)
+        type(AutoTokenizer.from_pretrained(f"{root}/translation", trust_remote_code=True)).__name__.replace(
+            "TokenizersBackend", "PreTrainedTokenizerFast"),
         type(AutoModelForCausalLM.from_pretrained(f"{root}/translation", trust_remote_code=True)).__name__,
         type(AutoModelForQuestionAnswering.from_pretrained(f"{root}/question-answering", trust_remote_code=True)).__name__,
     ]
 
+def logits():
+    model, tokenizer = lm()
+    with torch.no_grad():
+        return model(**tokenizer(prompt, add_special_tokens=False, return_tensors="pt")).logits[0, -4:].tolist()
+
+def greedy(model, inputs, **kwargs):
+    return model.generate(**inputs, max_new_tokens=8, min_new_tokens=8, do_sample=False, **kwargs).tolist()
+
 def generate():
-    folder = f"{root}/text-generation"
-    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)
-    inputs = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)(prompt, add_special_tokens=False, return_tensors="pt")
-    outputs = [model.generate(**inputs, max_new_tokens=8, min_new_tokens=8, do_sample=False, use_cache=use_cache) for use_cache in (True, False)]
-    return [output[0].tolist() for output in outputs]
+    model, tokenizer = lm()
+    inputs = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")
+    cached, uncached = greedy(model, inputs, use_cache=True), greedy(model, inputs, use_cache=False)
+    return cached if cached == uncached else {"cached": cached, "uncached": uncached}
+
+def beam_search():
+    model, tokenizer = lm()
+    inputs = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")
+    return greedy(model, inputs, num_beams=3, num_return_sequences=2)
+
+def left_padded_batch():
+    model, tokenizer = lm()
+    tokenizer.padding_side = "left"
+    prompts = [prompt, prompt[len(prompt) // 2:]]
+    batch = greedy(model, tokenizer(prompts, add_special_tokens=False, padding=True, return_tensors="pt"))
+    singles = [greedy(model, tokenizer(p, add_special_tokens=False, return_tensors="pt"))[0] for p in prompts]
+    unpadded = [[t for t in row if t != tokenizer.pad_token_id] for row in batch]
+    return batch if unpadded == [[t for t in row if t != tokenizer.pad_token_id] for row in singles] else "≠ one by one"
 
 def run_pipeline(task, *args, **kwargs):
     return lambda: pipeline(task, model=f"{root}/{task}", trust_remote_code=True, device="cpu")(*args, **kwargs)
 
 check("load", load)
+check("logits", logits)
 check("generate", generate)
+check("beam search", beam_search)
+check("left-padded batch", left_padded_batch)
 check("translation", run_pipeline("translation", ["A man rides a red bike.", "The tower."], max_length=6, min_length=6))
 check("summarization", run_pipeline("summarization", "The tower stands in Paris.", max_length=6, min_length=6))
-check("question-answering", run_pipeline("question-answering", question="Where is the tower?", context=sys.argv[3], top_k=2, max_seq_len=48))
+check("question-answering", run_pipeline("question-answering", question="Where is the tower?", context=context, top_k=2, max_seq_len=48))
 check("text-generation", run_pipeline("text-generation", prompt, max_new_tokens=5, min_new_tokens=5, do_sample=False, return_full_text=False))
 print(json.dumps(results))
 """
@@ -117,16 +175,22 @@ def save_folders(root: Path) -> None:
             folder = root / family / name
             model.save_pretrained(folder)
             tokenizer.save_pretrained(folder)
+            make_tokenizer_config_portable(folder)
 
 
 def run_checks(python: str, root: Path, workdir: Path) -> dict:
+    """{family: {check: result}} from running PROGRAM with `python`."""
     prompt = build_prompt("qa", CONTEXT, question=QUESTION)
     results = {}
     for family in FAMILIES:
         completed = subprocess.run(
             [python, "-c", PROGRAM, str(root / family), prompt, CONTEXT],
             cwd=workdir,
-            env={**os.environ, "PYTHONPATH": "", "HF_HUB_OFFLINE": "1", "HF_HOME": str(workdir / "hf_home")},
+            env={
+                **{k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+                "HF_HUB_OFFLINE": "1",
+                "HF_HOME": str(workdir / "hf_home"),
+            },
             capture_output=True,
             text=True,
         )
@@ -138,23 +202,63 @@ def run_checks(python: str, root: Path, workdir: Path) -> dict:
     return results
 
 
-def make_environment(version: str, workdir: Path) -> str:
-    """A virtual environment with transformers `version` and the torch installed here; returns its python."""
-    environment = workdir / f"venv-{version}"
-    venv.EnvBuilder(with_pip=True).create(environment)
-    python = str(environment / "bin" / "python")
-    pins = workdir / "torch-pin.txt"
-    pins.write_text(f"torch=={torch.__version__.split('+')[0]}\n")
-    subprocess.run(
-        [python, "-m", "pip", "install", "-q", "-c", str(pins), f"transformers=={version}", "torch"], check=True
-    )
-    return python
+def latest_releases(oldest: str = MIN_TRANSFORMERS_VERSION) -> list[str]:
+    """The newest patch of every transformers minor release from `oldest` on, as the package index lists them."""
+    listing = subprocess.run(
+        [sys.executable, "-m", "pip", "index", "versions", "transformers"], capture_output=True, text=True, check=True
+    ).stdout
+    available = [Version(v.strip()) for v in listing.split("Available versions:")[1].splitlines()[0].split(",")]
+    newest = {}
+    for release in sorted(v for v in available if not v.is_prerelease and v >= Version(oldest)):
+        newest[(release.major, release.minor)] = release
+    return [str(release) for release in newest.values()]
+
+
+def make_environment(version: str) -> str:
+    """A virtual environment with transformers `version` that sees this environment's other packages (torch
+    included) behind its own; kept in ENVIRONMENTS and reused. Returns its python."""
+    environment = ENVIRONMENTS / version
+    python = environment / "bin" / "python"
+    stamp = environment / ".installed"
+    if stamp.exists():
+        return str(python)
+    venv.EnvBuilder(with_pip=True, clear=True).create(environment)
+    own_packages = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    # A .pth line puts this environment's packages after the new environment's own: torch is shared, not reinstalled.
+    Path(own_packages, "zz_hf_tinylm_shared.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    pins = [f"transformers=={version}", *PINS.get(version, [])]
+    subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", *pins], check=True)
+    stamp.write_text(" ".join(pins))
+    return str(python)
+
+
+def _close(result, reference) -> bool:
+    """Equal, with floats within LOGITS_TOLERANCE (logits computed by different releases' code)."""
+    if isinstance(result, float) and isinstance(reference, float):
+        return abs(result - reference) <= LOGITS_TOLERANCE
+    if isinstance(result, list) and isinstance(reference, list):
+        return len(result) == len(reference) and all(_close(a, b) for a, b in zip(result, reference))
+    if isinstance(result, dict) and isinstance(reference, dict):
+        return result.keys() == reference.keys() and all(_close(result[k], reference[k]) for k in result)
+    return result == reference
 
 
 def verdict(result, reference) -> str:
     if isinstance(result, str) and result.startswith("error: "):
         return result
-    return "✅" if result == reference else "≠"
+    return "✅" if _close(result, reference) else "≠"
+
+
+def compare(results: dict, reference: dict) -> dict:
+    return {
+        family: {name: verdict(checks[name], reference[family][name]) for name in CHECKS}
+        for family, checks in results.items()
+    }
 
 
 def write_report(rows: dict[str, dict]) -> None:
@@ -172,11 +276,14 @@ def write_report(rows: dict[str, dict]) -> None:
         "A saved hf_tinylm folder carries its modeling, configuration and pipeline code, so it runs with whatever",
         "transformers the user has. `scripts/check_remote_code_compat.py` checks a release: in a fresh environment with",
         "that transformers and no hf_tinylm, it loads a folder of each family for each task with the Auto classes",
-        "(`load`), generates with and without the cache (`generate`), and runs each pipeline. ✅ means the output is",
-        f"identical to transformers {transformers.__version__}'s; ≠ means it runs but computes something else; ❌ that it",
-        f"fails, with the error noted below the table. Checked with torch {torch.__version__}.",
+        f"(`load`), compares the logits of a forward pass (within {LOGITS_TOLERANCE:g}), generates greedily with and",
+        "without the cache (`generate`: both must agree), with beam search and as a left-padded batch (which must",
+        "equal the prompts run one by one), and runs each pipeline. ✅ means the output equals transformers",
+        f"{transformers.__version__}'s; ≠ means it runs but computes something else; ❌ that it fails, with the error",
+        f"noted below the table. Checked with torch {torch.__version__}.",
         "",
-        f"**Oldest supported release: transformers {MIN_TRANSFORMERS_VERSION}** (declared in every model card).",
+        f"**Oldest supported release: transformers {MIN_TRANSFORMERS_VERSION}** (declared in every model card and in",
+        "`pyproject.toml`). On an older release a folder fails at load with one sentence naming that minimum.",
         f"Releases where every check passed: {', '.join(passing) or 'none'}.",
         "",
         "| transformers | family | " + " | ".join(CHECKS) + " |",
@@ -195,20 +302,20 @@ def write_report(rows: dict[str, dict]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("versions", nargs="+", help="transformers releases to check, e.g. 5.22.2 5.23.0 5.24.0")
+    parser.add_argument("versions", nargs="*", help="transformers releases to check, e.g. 4.57.6 5.0.0 5.24.0")
+    parser.add_argument("--all", action="store_true", help="every minor release's newest patch since the minimum")
     args = parser.parse_args()
+    versions = latest_releases() if args.all else args.versions
+    if not versions:
+        parser.error("name releases to check, or pass --all")
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         save_folders(workdir / "folders")
         reference = run_checks(sys.executable, workdir / "folders", workdir)
         rows = {}
-        for version in args.versions:
+        for version in versions:
             print(f"transformers {version} ...", flush=True)
-            results = run_checks(make_environment(version, workdir), workdir / "folders", workdir)
-            rows[version] = {
-                family: {name: verdict(checks[name], reference[family][name]) for name in CHECKS}
-                for family, checks in results.items()
-            }
+            rows[version] = compare(run_checks(make_environment(version), workdir / "folders", workdir), reference)
             print(json.dumps(rows[version], ensure_ascii=False, indent=1), flush=True)
     write_report(rows)
     print(f"wrote {REPORT}")

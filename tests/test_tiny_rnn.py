@@ -5,7 +5,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForQuestionAnswering, DynamicCache
 
 from hf_tinylm import TinyRNNConfig, TinyRNNForCausalLM, TinyRNNForQuestionAnswering
-from hf_tinylm.modeling_tiny_rnn import TinyRNNLayer, cached_layer_state
+from hf_tinylm.modeling_tiny_rnn import RecurrentStateCache, TinyRNNLayer
 from tests.model_checks import PAD, VOCAB, CausalLMChecks, random_ids
 
 CELLS = ("rnn", "lstm", "gru")
@@ -78,10 +78,21 @@ def test_invalid_config_values_raise_value_error(overrides, message):
         tiny_config(**overrides)
 
 
-def test_the_cache_gets_one_recurrent_state_layer_per_model_layer():
-    config = tiny_config(num_hidden_layers=3)
-    assert config.layer_types == ["linear_attention"] * 3
-    assert DynamicCache(config=config).is_linear == [True, True, True]
+def test_the_cache_holds_one_state_per_layer_and_counts_the_positions_read():
+    model = tiny_model(num_hidden_layers=3)
+    ids = random_ids(2, 5)
+    cache = model(ids, use_cache=True).cache
+    assert isinstance(cache, RecurrentStateCache) and len(cache) == 3
+    assert [tuple(cache.get_state(i).shape) for i in range(3)] == [(2, 2, 24)] * 3
+    assert cache.get_seq_length() == 5
+    model(ids[:, :1], cache=cache)
+    assert cache.get_seq_length() == 6
+    cache.reorder_cache(torch.tensor([1, 1]))
+    assert torch.equal(cache.get_state(2)[0], cache.get_state(2)[1])
+    cache.reset()
+    assert cache.get_seq_length() == 0 and cache.get_state(0) is None
+    with pytest.raises(ValueError, match="cannot be rolled back"):
+        cache.crop(3)
 
 
 # ---- the kernels ----------------------------------------------------------------------------------------------------
@@ -118,8 +129,8 @@ def test_layer_equals_its_equations_and_the_torch_module(cell):
     inputs = torch.randn(3, 7, 6, dtype=torch.float64)
     state_shape = (3, 2, 5) if cell == "lstm" else (3, 5)
     initial_state = torch.randn(state_shape, dtype=torch.float64)
-    cache = DynamicCache(config=config)
-    cache.update_recurrent_state(initial_state.clone(), layer_idx=0)
+    cache = RecurrentStateCache(num_layers=1)
+    cache.set_state(initial_state.clone(), layer_idx=0)
 
     with torch.no_grad():
         output = layer(inputs[:, :6], cache=cache)
@@ -127,7 +138,7 @@ def test_layer_equals_its_equations_and_the_torch_module(cell):
     expected_output, expected_state = reference_recurrence(cell, layer.state_dict(), inputs, initial_state)
     torch.testing.assert_close(output, expected_output[:, :6], rtol=0, atol=1e-6)
     torch.testing.assert_close(decoding_step_output, expected_output[:, 6:], rtol=0, atol=1e-6)
-    torch.testing.assert_close(cached_layer_state(cache, 0), expected_state, rtol=0, atol=1e-6)
+    torch.testing.assert_close(cache.get_state(0), expected_state, rtol=0, atol=1e-6)
 
     torch_module = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](6, 5, batch_first=True)
     torch_module = torch_module.double()
@@ -159,20 +170,20 @@ def test_padding_anywhere_never_touches_the_state(cell):
 
     with torch.no_grad():
         batch_cache = model(prefix, use_cache=True).cache
-        states_after_prefix = [cached_layer_state(batch_cache, layer_idx).clone() for layer_idx in range(2)]
+        states_after_prefix = [batch_cache.get_state(layer_idx).clone() for layer_idx in range(2)]
         batch = model(ids, attention_mask=torch.cat([torch.ones_like(prefix), mask], 1), cache=batch_cache)
         for i, (row, where) in enumerate(zip(rows, positions)):
             single = model(torch.cat([prefix[i], row])[None], use_cache=True)
             torch.testing.assert_close(batch.logits[i, where], single.logits[0, 2:], rtol=0, atol=1e-12)
             for layer_idx in range(2):
                 torch.testing.assert_close(
-                    cached_layer_state(batch.cache, layer_idx)[i],
-                    cached_layer_state(single.cache, layer_idx)[0],
+                    batch.cache.get_state(layer_idx)[i],
+                    single.cache.get_state(layer_idx)[0],
                     rtol=0,
                     atol=1e-12,
                 )
     for layer_idx in range(2):
-        assert torch.equal(cached_layer_state(batch.cache, layer_idx)[3], states_after_prefix[layer_idx][3])
+        assert torch.equal(batch.cache.get_state(layer_idx)[3], states_after_prefix[layer_idx][3])
 
 
 def test_right_padding_leaves_the_loss_and_the_question_answering_logits_unchanged():
@@ -200,7 +211,7 @@ def test_the_state_does_not_grow_with_the_context():
         short = model(random_ids(2, 4), use_cache=True).cache
         long = model(random_ids(2, 64), use_cache=True).cache
     for layer_idx in range(2):
-        assert cached_layer_state(short, layer_idx).shape == cached_layer_state(long, layer_idx).shape == (2, 2, 24)
+        assert short.get_state(layer_idx).shape == long.get_state(layer_idx).shape == (2, 2, 24)
 
 
 def test_reordering_the_cache_reorders_the_rows_it_continues():
@@ -273,8 +284,10 @@ def test_gradient_checkpointing_replays_the_same_dropout():
 def test_a_cache_without_recurrent_state_layers_or_a_4d_mask_is_refused():
     model = tiny_model()
     ids = random_ids(1, 4)
-    with pytest.raises(ValueError, match="DynamicCache\\(config=model.config\\)"):
+    with pytest.raises(ValueError, match="must be a RecurrentStateCache with one state per model layer \\(2\\), got DynamicCache"):
         model(ids, cache=DynamicCache())
+    with pytest.raises(ValueError, match="one state per model layer"):
+        model(ids, cache=RecurrentStateCache(num_layers=3))
     with pytest.raises(ValueError, match="must be 2D"):
         model(ids, attention_mask=torch.ones(1, 1, 4, 4))
     cache = model(ids, use_cache=True).cache
