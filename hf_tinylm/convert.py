@@ -5,16 +5,28 @@ ours fuses q/k/v and gate/up into single projections, so a conversion is a confi
 that concatenates or splits those weights. This lets users start from real Llama-shaped
 checkpoints (e.g. SmolLM-class models) and lets our tests use Llama as the reference implementation.
 
+`--to llama` writes a complete, Hub-ready export (`export_llama`): a plain `LlamaForCausalLM` folder that loads
+without remote code, with the tokenizer, generation config, task settings, the task pipelines' code and a model card.
+
     python -m hf_tinylm.convert --to tiny_attention path/or/repo-of-a-llama  out_dir
-    python -m hf_tinylm.convert --to llama          path/to/tiny-attention out_dir
+    python -m hf_tinylm.convert --to llama          path/to/tiny-attention out_dir [--repo_id user/name]
 """
 
 import argparse
+import copy
+import os
+import shutil
+import uuid
+from pathlib import Path
 
 import torch
+from huggingface_hub import snapshot_download
 from transformers import AutoConfig, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers.dynamic_module_utils import get_relative_import_files
 
+from . import pipelines_tinylm
 from .configuration_tiny_attention import TinyAttentionConfig
+from .hub import validate_model_card, write_llama_export_card
 from .modeling_tiny_attention import TinyAttentionForCausalLM
 
 # Fields with the same name and meaning in both configs.
@@ -41,10 +53,19 @@ SHARED_FIELDS = (
 )
 
 
+def _shared_values(config) -> dict:
+    """The SHARED_FIELDS of `config`, and its task settings (`task_specific_params`, which the pipelines read) when
+    it has them."""
+    values = {name: getattr(config, name) for name in SHARED_FIELDS}
+    if getattr(config, "task_specific_params", None):
+        values["task_specific_params"] = copy.deepcopy(config.task_specific_params)
+    return values
+
+
 def tiny_attention_config_from_llama(config: LlamaConfig) -> TinyAttentionConfig:
     if (config.pretraining_tp or 1) != 1:
         raise ValueError(f"Llama checkpoints with pretraining_tp={config.pretraining_tp} are not supported.")
-    values = {name: getattr(config, name) for name in SHARED_FIELDS}
+    values = _shared_values(config)
     if values["pad_token_id"] is not None and values["pad_token_id"] < 0:  # the original LLaMA configs' "no padding"
         values["pad_token_id"] = None
     return TinyAttentionConfig(**values, hidden_dropout=0.0)
@@ -55,7 +76,7 @@ def llama_config_from_tiny_attention(config: TinyAttentionConfig) -> LlamaConfig
         raise ValueError(
             f"Llama has no residual dropout; set `hidden_dropout=0` (is {config.hidden_dropout}) before converting."
         )
-    return LlamaConfig(**{name: getattr(config, name) for name in SHARED_FIELDS})
+    return LlamaConfig(**_shared_values(config))
 
 
 FUSED = {"self_attn.qkv_proj": ("q_proj", "k_proj", "v_proj"), "mlp.gate_up_proj": ("gate_proj", "up_proj")}
@@ -87,28 +108,30 @@ def _split_state_dict(model: TinyAttentionForCausalLM) -> dict:
     return state
 
 
-def _load(target, state: dict, source_dtype: torch.dtype):
+def _load(target, state: dict, source):
+    """`target` with the weights in `state` (taken from `source`), in `source`'s dtype, generating as it does."""
     missing, unexpected = target.load_state_dict(state, strict=False)
     # A tied head has no weight of its own in one of the two state dicts; tying restores it.
     missing = [key for key in missing if not (key == "lm_head.weight" and target.config.tie_word_embeddings)]
     if missing or unexpected:
         raise ValueError(f"Weights do not line up: missing {missing}, unexpected {unexpected}.")
     target.tie_weights()
-    return target.to(dtype=source_dtype)
+    target.generation_config = copy.deepcopy(source.generation_config)
+    return target.to(dtype=source.dtype)
 
 
 def llama_to_tiny_attention(model: LlamaForCausalLM) -> TinyAttentionForCausalLM:
     """A `TinyAttentionForCausalLM` that computes exactly what the given Llama model computes."""
     config = tiny_attention_config_from_llama(model.config)
     config._attn_implementation = model.config._attn_implementation
-    return _load(TinyAttentionForCausalLM(config), _fused_state_dict(model.state_dict()), model.dtype)
+    return _load(TinyAttentionForCausalLM(config), _fused_state_dict(model.state_dict()), model)
 
 
 def tiny_attention_to_llama(model: TinyAttentionForCausalLM) -> LlamaForCausalLM:
     """A transformers `LlamaForCausalLM` that computes exactly what the given model computes."""
     config = llama_config_from_tiny_attention(model.config)
     config._attn_implementation = model.config._attn_implementation
-    return _load(LlamaForCausalLM(config), _split_state_dict(model), model.dtype)
+    return _load(LlamaForCausalLM(config), _split_state_dict(model), model)
 
 
 def _check_convertible(source: str, model_type: str) -> None:
@@ -125,23 +148,105 @@ def _check_convertible(source: str, model_type: str) -> None:
         )
 
 
+def check_same_logits(original, converted) -> None:
+    """Raise unless `converted` computes the logits `original` computes (on a fixed random input), within the
+    tolerance of their dtype."""
+    config = original.config
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(config.vocab_size, (1, min(16, config.max_position_embeddings)), generator=generator)
+    with torch.no_grad():
+        expected = original(ids.to(original.device)).logits
+        got = converted(ids.to(converted.device)).logits.to(expected.device)
+    try:
+        torch.testing.assert_close(got, expected)
+    except AssertionError as error:
+        raise RuntimeError(f"The converted model does not compute what the original computes: {error}") from None
+
+
+def _save_tokenizer(source, output_dir) -> bool:
+    """Save the source's tokenizer into `output_dir`; False when the source has none."""
+    try:
+        AutoTokenizer.from_pretrained(source).save_pretrained(output_dir)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+# Files of a trained folder (train.py) that the model card refers to, copied into the export as they are.
+CARRIED_FILES = ("eval_results.json", "loss_curve.png")
+
+
+def pipeline_files() -> list[Path]:
+    """The code the task pipelines run: `pipelines_tinylm.py` and the modules it imports, relatively and recursively
+    (what transformers copies from a folder for `trust_remote_code`). None of it is model code."""
+    module = Path(pipelines_tinylm.__file__)
+    return [module, *(Path(name) for name in get_relative_import_files(module) if Path(name) != module)]
+
+
+def export_llama(source, output_dir, *, repo_id: str | None = None) -> Path:
+    """Export a `TinyAttentionForCausalLM` folder (or Hub id) as a Hub-ready `LlamaForCausalLM` folder.
+
+    The folder holds the converted weights and a `LlamaConfig` (with the task settings, and no `auto_map`: the model
+    loads without remote code), the tokenizer, the generation config, the pipeline code and `custom_pipelines`
+    entry of the task the model was trained for (as `save_pretrained` of our models writes them), the files the
+    model card refers to, and a model card: the source's, with the model and usage sections rewritten for the
+    export. Extractive-QA and recurrent models, which Llama cannot express, are refused before anything is written.
+    The export is written beside `output_dir` and renamed into place at the end, so a failure leaves no half-written
+    folder; an existing `output_dir` must be empty. `repo_id` is the Hub id the card's examples load (default: the
+    folder's name). Returns `output_dir`.
+    """
+    output_dir = Path(output_dir)
+    source_dir = Path(source) if Path(source).is_dir() else Path(snapshot_download(str(source)))
+    _check_convertible(str(source_dir), TinyAttentionConfig.model_type)
+    if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
+        raise FileExistsError(f"{output_dir} exists and is not empty; remove it or choose a new folder.")
+    original = TinyAttentionForCausalLM.from_pretrained(source_dir).eval()
+    llama = tiny_attention_to_llama(original).eval()
+    check_same_logits(original, llama)
+    llama.config.custom_pipelines = pipelines_tinylm.custom_pipelines(original)
+
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = output_dir.with_name(f".{output_dir.name}.partial-{uuid.uuid4().hex[:8]}")
+    staging.mkdir()
+    try:
+        llama.save_pretrained(staging)
+        if not _save_tokenizer(source_dir, staging):
+            print(f"No tokenizer found in {source}; the export has none, and its pipelines need one.")
+        if llama.config.custom_pipelines:
+            for path in pipeline_files():
+                shutil.copyfile(path, staging / path.name)
+        for name in CARRIED_FILES:
+            if (source_dir / name).is_file():
+                shutil.copyfile(source_dir / name, staging / name)
+        write_llama_export_card(source_dir, staging, repo_id=repo_id or output_dir.resolve().name)
+        validate_model_card(staging)
+        if output_dir.exists():  # empty, as checked above
+            output_dir.rmdir()
+        os.replace(staging, output_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return output_dir
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--to", choices=["tiny_attention", "llama"], required=True, help="target architecture")
     parser.add_argument("source", help="folder or Hub id of the model to convert")
     parser.add_argument("output_dir", help="where to save the converted model (and the tokenizer, if any)")
+    parser.add_argument(
+        "--repo_id", help="--to llama: the Hub id the model card's examples load (default: the folder name)"
+    )
     args = parser.parse_args(argv)
-    _check_convertible(args.source, "llama" if args.to == "tiny_attention" else TinyAttentionConfig.model_type)
-    if args.to == "tiny_attention":
-        converted = llama_to_tiny_attention(LlamaForCausalLM.from_pretrained(args.source))
-    else:
-        converted = tiny_attention_to_llama(TinyAttentionForCausalLM.from_pretrained(args.source))
-    converted.save_pretrained(args.output_dir)
-    try:
-        AutoTokenizer.from_pretrained(args.source).save_pretrained(args.output_dir)
-    except (OSError, ValueError):
+    if args.to == "llama":
+        export_llama(args.source, args.output_dir, repo_id=args.repo_id)
+        print(f"Exported {args.source} as LlamaForCausalLM to {args.output_dir}")
+        return
+    _check_convertible(args.source, "llama")
+    llama_to_tiny_attention(LlamaForCausalLM.from_pretrained(args.source)).save_pretrained(args.output_dir)
+    if not _save_tokenizer(args.source, args.output_dir):
         print(f"No tokenizer found in {args.source}; saved the weights and config only.")
-    print(f"Saved {type(converted).__name__} to {args.output_dir}")
+    print(f"Saved TinyAttentionForCausalLM to {args.output_dir}")
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 `write_model_card` fills `model_card_template.md` (a Jinja template for `huggingface_hub.ModelCard`) from the
 folder's config and weights and from what training knows: data, hyper-parameters and measured evaluation results,
-which also become the card's `model-index` metadata. `validate_model_card` and `check_folder` say what would be
-wrong on the Hub before `push_to_hub` uploads the folder as is.
+which also become the card's `model-index` metadata. `write_llama_export_card` writes the card of a Llama export
+(`hf_tinylm.convert.export_llama`) from the source folder's card. `validate_model_card` and `check_folder` say what
+would be wrong on the Hub before `push_to_hub` uploads the folder as is.
 """
 
 import json
@@ -12,12 +13,14 @@ from pathlib import Path
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 from safetensors import safe_open
 from transformers import AutoConfig
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
 from .pipelines_tinylm import pipeline_task
 from .task_formats import CONFIG_KEY, build_prompt, language_pairs, settings_from_config
 from .tinylm_compat import MIN_TRANSFORMERS_VERSION  # the oldest release saved folders run on
 
 TEMPLATE_PATH = Path(__file__).with_name("model_card_template.md")
+LLAMA_EXPORT_TEMPLATE_PATH = Path(__file__).with_name("llama_export_card_template.md")
 
 # Entries of `Trainer.evaluate()` results that describe the run, not the model.
 _BOOKKEEPING_SUFFIXES = ("runtime", "_per_second", "epoch", "samples")
@@ -33,6 +36,8 @@ _CONFIG_ROWS = (
     "vocab_size",
     "tie_word_embeddings",
 )
+# Source-card tags a Llama export does not keep: it is a `llama` model that needs no remote code (`custom_code`).
+_EXPORT_DROPPED_TAGS = ("hf_tinylm", "llama", "tiny_attention", "custom_code")
 
 
 def measured_metrics(eval_results: dict) -> dict[str, float]:
@@ -162,27 +167,14 @@ def write_model_card(
         datasets=[dataset_id] if dataset_id else None,
         base_model=base_model,
         model_name=model_id if metrics else None,
-        eval_results=[
-            EvalResult(
-                task_type=description["pipeline_tag"],
-                dataset_type=dataset_id or "custom",
-                dataset_name=dataset_name or "custom",
-                dataset_split=eval_split,
-                metric_type=name,
-                metric_value=value,
-            )
-            for name, value in metrics.items()
-        ]
-        or None,
+        eval_results=_eval_results(metrics, description["pipeline_tag"], dataset_id, dataset_name, eval_split),
     )
     card = ModelCard.from_template(
         card_data,
         template_path=str(TEMPLATE_PATH),
         model_id=model_id,
         num_parameters=count_parameters(folder),
-        config_rows=[
-            (name, getattr(config, name)) for name in _CONFIG_ROWS if getattr(config, name, None) is not None
-        ],
+        config_rows=_config_rows(config),
         min_transformers_version=MIN_TRANSFORMERS_VERSION,
         dataset_name=dataset_name,
         task_settings=settings,
@@ -200,6 +192,106 @@ def write_model_card(
     card.save(folder / "README.md")
     if eval_results is not None:
         (folder / "eval_results.json").write_text(json.dumps(eval_results, indent=4, sort_keys=True) + "\n")
+    return card
+
+
+def _eval_results(metrics: dict, task_type: str, dataset_id=None, dataset_name=None, split=None) -> list | None:
+    """The card metadata's `model-index` entries for `metrics` (None when there are none)."""
+    return [
+        EvalResult(
+            task_type=task_type,
+            dataset_type=dataset_id or "custom",
+            dataset_name=dataset_name or "custom",
+            dataset_split=split,
+            metric_type=name,
+            metric_value=value,
+        )
+        for name, value in metrics.items()
+    ] or None
+
+
+def _config_rows(config) -> list[tuple[str, object]]:
+    return [(name, getattr(config, name)) for name in _CONFIG_ROWS if getattr(config, name, None) is not None]
+
+
+def _card_sections(text: str) -> tuple[str, str, dict[str, str]]:
+    """A card's body as (title, introduction, {section heading: section text}): split at its "## " headings,
+    outside code blocks; the title is the text of its first "# " heading, the introduction what stands before the
+    first section (the title's line left out)."""
+    title, intro, sections, current, in_code = "", [], {}, None, False
+    for line in text.splitlines():
+        in_code ^= line.lstrip().startswith("```")
+        if not in_code and line.startswith("## "):
+            current = sections.setdefault(line[3:].strip(), [])
+        elif current is not None:
+            current.append(line)
+        elif not title and line.startswith("# "):
+            title = line[2:].strip()
+        else:
+            intro.append(line)
+    return title, "\n".join(intro).strip(), {name: "\n".join(lines).strip() for name, lines in sections.items()}
+
+
+def _prompt_pattern(task: str, settings: dict) -> str | None:
+    """The prompt the model was trained to answer, with placeholders: what to send where no pipeline writes it."""
+    if task == "lm":
+        return None
+    if task == "qa":
+        return build_prompt("qa", "{context}", question="{question}")
+    languages = {}
+    if task == "translation" and (pairs := language_pairs(settings)):
+        languages = dict(zip(("src_lang", "tgt_lang"), pairs[0] if len(pairs) == 1 else ("{src_lang}", "{tgt_lang}")))
+    return build_prompt(task, "{text}", **languages)
+
+
+def write_llama_export_card(source_folder, folder, *, repo_id: str | None = None) -> ModelCard:
+    """Write `README.md` into `folder`, a Llama export of the hf_tinylm model in `source_folder`; returns the card.
+
+    The export computes what the source computes, so the source's card (as `write_model_card` wrote it, or by hand)
+    still holds: its metadata, introduction and sections stay, except that the metadata names the Llama export and
+    the "Model" and "How to use" sections are rewritten to say the model is a native `LlamaForCausalLM` (no remote
+    code) and how to use its pipeline. Real outputs shown after the source's usage example are kept. A source
+    without a card gets the export sections alone. `repo_id`: the Hub id the examples load (default: folder name).
+    """
+    folder, source_folder = Path(folder), Path(source_folder)
+    config = AutoConfig.from_pretrained(folder)
+    settings = settings_from_config(config)
+    task = settings.get("task", "lm")
+    description = _describe(config, task)
+    model_id = repo_id or folder.resolve().name
+    source_card = source_folder / "README.md"
+    source = ModelCard.load(source_card) if source_card.is_file() else ModelCard("")
+    title, intro, sections = _card_sections(source.text)
+    usage = sections.pop("How to use", "")
+    sections.pop("Model", None)
+    card_data = source.data
+    card_data.library_name = "transformers"
+    card_data.pipeline_tag = description["pipeline_tag"]
+    # Not `custom_code`: the model needs none (only the task pipeline, where there is one, is code in the repo).
+    card_data.tags = ["hf_tinylm", "llama", *(tag for tag in card_data.tags or [] if tag not in _EXPORT_DROPPED_TAGS)]
+    results_path = folder / "eval_results.json"
+    if not card_data.eval_results and results_path.is_file():  # a card that did not report them: now it does
+        card_data.eval_results = _eval_results(
+            measured_metrics(json.loads(results_path.read_text())), card_data.pipeline_tag
+        )
+    if card_data.eval_results:
+        card_data.model_name = model_id
+    card = ModelCard.from_template(
+        card_data,
+        template_path=str(LLAMA_EXPORT_TEMPLATE_PATH),
+        model_id=model_id,
+        source_id=title or source_folder.resolve().name,
+        summary=intro or description["summary"],
+        num_parameters=count_parameters(folder),
+        config_rows=_config_rows(config),
+        min_transformers_version=MIN_TRANSFORMERS_VERSION,
+        pipeline_files=sorted(path.name for path in folder.glob("*.py")),
+        prompt=_prompt_pattern(task, settings),
+        examples=usage.split("```", 2)[-1].strip() if usage.count("```") >= 2 else "",  # after the usage code
+        sections=sections,
+        **{key: description[key] for key in ("pipeline_tag", "example_call")},
+    )
+    card.save(folder / "README.md")
     return card
 
 
@@ -224,8 +316,8 @@ def validate_model_card(folder) -> ModelCard:
 
 def check_folder(folder) -> None:
     """Raise, listing every problem, unless the folder holds what a Hub repository of an hf_tinylm model needs:
-    weights, tokenizer, a config whose `auto_map` (and, for a model trained for a pipeline task, `custom_pipelines`)
-    point at code that is there, and a valid model card."""
+    weights, tokenizer, a config whose `auto_map` (for our model families; a Llama export needs none) and, for a
+    model trained for a pipeline task, `custom_pipelines` point at code that is there, and a valid model card."""
     folder = Path(folder)
     problems = []
     config_path = folder / "config.json"
@@ -234,7 +326,9 @@ def check_folder(folder) -> None:
         problems.append("no config.json")
     trained_task = (config.get("task_specific_params") or {}).get(CONFIG_KEY, {}).get("task")
     extractive = any(name.endswith("ForQuestionAnswering") for name in config.get("architectures") or [])
-    needed = ["auto_map"] + (["custom_pipelines"] if pipeline_task(trained_task, extractive) else [])
+    # A model type transformers knows (a Llama export) loads without code of its own.
+    needed = [] if config.get("model_type") in CONFIG_MAPPING_NAMES else ["auto_map"]
+    needed += ["custom_pipelines"] if pipeline_task(trained_task, extractive) else []
     for key in needed:
         if config and not config.get(key):
             problems.append(f"config.json has no `{key}` (save the model with hf_tinylm's `save_pretrained`)")
