@@ -28,6 +28,7 @@ from . import pipelines_tinylm
 from .configuration_tiny_attention import TinyAttentionConfig
 from .hub import validate_model_card, write_llama_export_card
 from .modeling_tiny_attention import TinyAttentionForCausalLM
+from .tokenization import make_tokenizer_config_portable
 
 # Fields with the same name and meaning in both configs.
 SHARED_FIELDS = (
@@ -169,6 +170,7 @@ def _save_tokenizer(source, output_dir) -> bool:
         AutoTokenizer.from_pretrained(source).save_pretrained(output_dir)
     except (OSError, ValueError):
         return False
+    make_tokenizer_config_portable(output_dir)
     return True
 
 

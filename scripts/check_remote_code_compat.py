@@ -29,6 +29,7 @@ import transformers
 from packaging.version import Version
 
 from hf_tinylm import TinyAttentionConfig, TinyRNNConfig
+from hf_tinylm.convert import export_llama
 from hf_tinylm.task_formats import CONFIG_KEY, build_prompt, task_settings
 from hf_tinylm.tinylm_compat import MIN_TRANSFORMERS_VERSION
 from hf_tinylm.tokenization import make_tokenizer_config_portable, train_tokenizer
@@ -47,6 +48,9 @@ FAMILIES = {
     ),
     "lstm": lambda **settings: TinyRNNConfig(cell="lstm", hidden_size=32, num_hidden_layers=2, **settings),
 }
+# The attention folders exported as native LlamaForCausalLM folders (hf_tinylm.convert.export_llama): loaded without
+# trust_remote_code, their pipelines still shipped code. Extractive QA has no Llama form.
+LLAMA_EXPORT = "llama export"
 FOLDERS = {  # folder -> (task settings, Auto class)
     "translation": (task_settings("translation", src_lang="en", tgt_lang="de"), transformers.AutoModelForCausalLM),
     "summarization": (task_settings("summarization"), transformers.AutoModelForCausalLM),
@@ -67,7 +71,7 @@ CHECKS = (
 
 # Runs in the environment under test, from a folder outside the repository, with hf_tinylm blocked.
 PROGRAM = """
-import importlib.abc, json, sys, warnings
+import importlib.abc, json, os, sys, warnings
 warnings.simplefilter("ignore")
 
 class NoHfTinylm(importlib.abc.MetaPathFinder):
@@ -80,7 +84,8 @@ import torch
 import transformers
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForQuestionAnswering, AutoTokenizer, pipeline
 
-root, prompt, context = sys.argv[1:4]
+root, prompt, context, native = sys.argv[1:5]
+remote_code = native != "native"  # a native export must load without trusting any code
 results = {"version": transformers.__version__}
 
 def check(name, run):
@@ -90,18 +95,20 @@ def check(name, run):
         results[name] = "error: " + f"{type(error).__name__}: {error}".splitlines()[0][:200]
 
 def lm(folder="text-generation"):
-    model = AutoModelForCausalLM.from_pretrained(f"{root}/{folder}", trust_remote_code=True)
-    return model, AutoTokenizer.from_pretrained(f"{root}/{folder}", trust_remote_code=True)
+    model = AutoModelForCausalLM.from_pretrained(f"{root}/{folder}", trust_remote_code=remote_code)
+    return model, AutoTokenizer.from_pretrained(f"{root}/{folder}", trust_remote_code=remote_code)
 
 def load():
-    return [
-        type(AutoConfig.from_pretrained(f"{root}/translation", trust_remote_code=True)).__name__,
+    names = [
+        type(AutoConfig.from_pretrained(f"{root}/translation", trust_remote_code=remote_code)).__name__,
         # 5.x's TokenizersBackend is the class 4.x calls PreTrainedTokenizerFast (5.x keeps that name as an alias)
-        type(AutoTokenizer.from_pretrained(f"{root}/translation", trust_remote_code=True)).__name__.replace(
+        type(AutoTokenizer.from_pretrained(f"{root}/translation", trust_remote_code=remote_code)).__name__.replace(
             "TokenizersBackend", "PreTrainedTokenizerFast"),
-        type(AutoModelForCausalLM.from_pretrained(f"{root}/translation", trust_remote_code=True)).__name__,
-        type(AutoModelForQuestionAnswering.from_pretrained(f"{root}/question-answering", trust_remote_code=True)).__name__,
+        type(AutoModelForCausalLM.from_pretrained(f"{root}/translation", trust_remote_code=remote_code)).__name__,
     ]
+    if remote_code:
+        names.append(type(AutoModelForQuestionAnswering.from_pretrained(f"{root}/question-answering", trust_remote_code=True)).__name__)
+    return names
 
 def logits():
     model, tokenizer = lm()
@@ -132,6 +139,8 @@ def left_padded_batch():
     return batch if unpadded == [[t for t in row if t != tokenizer.pad_token_id] for row in singles] else "≠ one by one"
 
 def run_pipeline(task, *args, **kwargs):
+    if not os.path.isdir(f"{root}/{task}"):
+        return lambda: "n/a"
     return lambda: pipeline(task, model=f"{root}/{task}", trust_remote_code=True, device="cpu")(*args, **kwargs)
 
 check("load", load)
@@ -176,15 +185,18 @@ def save_folders(root: Path) -> None:
             model.save_pretrained(folder)
             tokenizer.save_pretrained(folder)
             make_tokenizer_config_portable(folder)
+            if family == "attention" and auto_class is transformers.AutoModelForCausalLM:
+                export_llama(folder, root / LLAMA_EXPORT / name)
 
 
 def run_checks(python: str, root: Path, workdir: Path) -> dict:
     """{family: {check: result}} from running PROGRAM with `python`."""
     prompt = build_prompt("qa", CONTEXT, question=QUESTION)
     results = {}
-    for family in FAMILIES:
+    for family in (*FAMILIES, LLAMA_EXPORT):
+        native = "native" if family == LLAMA_EXPORT else "remote code"
         completed = subprocess.run(
-            [python, "-c", PROGRAM, str(root / family), prompt, CONTEXT],
+            [python, "-c", PROGRAM, str(root / family), prompt, CONTEXT, native],
             cwd=workdir,
             env={
                 **{k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
@@ -251,6 +263,8 @@ def _close(result, reference) -> bool:
 def verdict(result, reference) -> str:
     if isinstance(result, str) and result.startswith("error: "):
         return result
+    if result == reference == "n/a":
+        return "n/a"
     return "✅" if _close(result, reference) else "≠"
 
 
@@ -278,7 +292,10 @@ def write_report(rows: dict[str, dict]) -> None:
         "that transformers and no hf_tinylm, it loads a folder of each family for each task with the Auto classes",
         f"(`load`), compares the logits of a forward pass (within {LOGITS_TOLERANCE:g}), generates greedily with and",
         "without the cache (`generate`: both must agree), with beam search and as a left-padded batch (which must",
-        "equal the prompts run one by one), and runs each pipeline. ✅ means the output equals transformers",
+        "equal the prompts run one by one), and runs each pipeline. The `llama export` rows are the attention folders",
+        "exported as native `LlamaForCausalLM` folders (`python -m hf_tinylm.convert --to llama`), loaded without",
+        "`trust_remote_code` (their pipelines are still shipped code; extractive QA has no Llama form: n/a).",
+        "✅ means the output equals transformers",
         f"{transformers.__version__}'s; ≠ means it runs but computes something else; ❌ that it fails, with the error",
         f"noted below the table. Checked with torch {torch.__version__}.",
         "",

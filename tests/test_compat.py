@@ -30,12 +30,20 @@ def reference(folders):
 
 
 def test_the_reference_run_itself_passes_every_check(reference):
+    assert set(reference) == {*compat.FAMILIES, compat.LLAMA_EXPORT}
     for family, checks in reference.items():
         assert checks["version"] == transformers.__version__
         failed = {name: result for name, result in checks.items() if str(result).startswith("error")}
         assert not failed, f"{family}: {failed}"
         assert checks["generate"] and isinstance(checks["generate"], list), "cached and uncached greedy differ"
         assert checks["left-padded batch"] != "≠ one by one"
+    # The native export computes what the attention model computes.
+    export, attention = reference[compat.LLAMA_EXPORT], reference["attention"]
+    assert compat.compare({"export": export}, {"export": attention})["export"] == {
+        **dict.fromkeys(compat.CHECKS, "✅"),
+        "load": "≠",  # LlamaConfig / LlamaForCausalLM, and no QA model
+        "question-answering": "≠",  # n/a
+    }
 
 
 @pytest.mark.slow
@@ -46,7 +54,9 @@ def test_the_oldest_supported_release_computes_what_this_one_does(folders, refer
     results = compat.run_checks(python, folders / "folders", folders)
     assert {checks["version"] for checks in results.values()} == {OLDEST_CHECKED}
     verdicts = compat.compare(results, reference)
-    assert verdicts == {family: dict.fromkeys(compat.CHECKS, "✅") for family in compat.FAMILIES}, verdicts
+    expected = {family: dict.fromkeys(compat.CHECKS, "✅") for family in compat.FAMILIES}
+    expected[compat.LLAMA_EXPORT] = {**dict.fromkeys(compat.CHECKS, "✅"), "question-answering": "n/a"}
+    assert verdicts == expected, verdicts
 
 
 def test_an_older_release_fails_at_import_with_one_sentence_naming_the_minimum(folders, tmp_path):
