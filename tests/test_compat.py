@@ -59,6 +59,11 @@ def test_the_oldest_supported_release_computes_what_this_one_does(folders, refer
     assert verdicts == expected, verdicts
 
 
+def test_pyproject_states_the_same_minimum():
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()  # tomllib needs Python 3.11
+    assert f'saved-folders-min-transformers = "{MIN_TRANSFORMERS_VERSION}"' in pyproject
+
+
 def test_an_older_release_fails_at_import_with_one_sentence_naming_the_minimum(folders, tmp_path):
     program = (
         "import transformers; transformers.__version__ = '4.56.2'\n"
