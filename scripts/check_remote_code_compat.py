@@ -61,6 +61,7 @@ CHECKS = (
     "load",
     "logits",
     "generate",
+    "static cache",
     "beam search",
     "left-padded batch",
     "translation",
@@ -124,6 +125,10 @@ def generate():
     cached, uncached = greedy(model, inputs, use_cache=True), greedy(model, inputs, use_cache=False)
     return cached if cached == uncached else {"cached": cached, "uncached": uncached}
 
+def static_cache():
+    model, tokenizer = lm()
+    return greedy(model, tokenizer(prompt, add_special_tokens=False, return_tensors="pt"), cache_implementation="static")
+
 def beam_search():
     model, tokenizer = lm()
     inputs = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")
@@ -146,6 +151,7 @@ def run_pipeline(task, *args, **kwargs):
 check("load", load)
 check("logits", logits)
 check("generate", generate)
+check("static cache", static_cache)
 check("beam search", beam_search)
 check("left-padded batch", left_padded_batch)
 check("translation", run_pipeline("translation", ["A man rides a red bike.", "The tower."], max_length=6, min_length=6))
@@ -291,7 +297,8 @@ def write_report(rows: dict[str, dict]) -> None:
         "transformers the user has. `scripts/check_remote_code_compat.py` checks a release: in a fresh environment with",
         "that transformers and no hf_tinylm, it loads a folder of each family for each task with the Auto classes",
         f"(`load`), compares the logits of a forward pass (within {LOGITS_TOLERANCE:g}), generates greedily with and",
-        "without the cache (`generate`: both must agree), with beam search and as a left-padded batch (which must",
+        "without the cache (`generate`: both must agree), with a static cache (the recurrent model keeps its fixed-size",
+        "state instead), with beam search and as a left-padded batch (which must",
         "equal the prompts run one by one), and runs each pipeline. The `llama export` rows are the attention folders",
         "exported as native `LlamaForCausalLM` folders (`python -m hf_tinylm.convert --to llama`), loaded without",
         "`trust_remote_code` (their pipelines are still shipped code; extractive QA has no Llama form: n/a).",
