@@ -38,9 +38,10 @@ from transformers import (
 from transformers.integrations import is_tensorboard_available
 from transformers.trainer_callback import ExportableState
 from transformers.trainer_pt_utils import LabelSmoother
-from transformers.trainer_utils import IntervalStrategy, get_last_checkpoint
+from transformers.trainer_utils import IntervalStrategy, TrainOutput
 
 from . import data, evaluation
+from .checkpoints import last_complete_checkpoint, missing_parts
 from .configuration_tiny_attention import TinyAttentionConfig
 from .configuration_tiny_rnn import RECURRENT_CELLS, TinyRNNConfig
 from .hub import push_to_hub, write_model_card
@@ -343,7 +344,7 @@ def run(
     else:
         # No `pad_to_multiple_of`: it would pad past the context length the model was sized for.
         collator = DataCollatorForSeq2Seq(tokenizer)
-    callbacks = list(callbacks)
+    callbacks = [*callbacks, StopWhenAlreadyFinished()]
     time_budget = TimeBudgetCallback(training_args.max_train_seconds) if training_args.max_train_seconds else None
     if time_budget is not None:
         callbacks.append(time_budget)
@@ -365,7 +366,10 @@ def run(
         time_budget.trainer = trainer
 
     cpu_started = time.process_time()
-    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    try:
+        train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    except TrainingAlreadyFinished:  # resumed from the last step's checkpoint, whose weights Trainer has loaded
+        train_result = TrainOutput(trainer.state.global_step, float("nan"), {})
     train_result.metrics["train_cpu_seconds"] = round(time.process_time() - cpu_started, 2)
     model.config.use_cache = True  # Trainer turned the cache off for training; generation wants it
     trainer.save_model()
@@ -435,6 +439,19 @@ class RightPaddingCollator(DataCollatorWithPadding):
 
     def __call__(self, features):
         return self.tokenizer.pad(features, padding=True, padding_side="right", return_tensors=self.return_tensors)
+
+
+class TrainingAlreadyFinished(Exception):
+    """Raised by `StopWhenAlreadyFinished` before a step that the run must not take."""
+
+
+class StopWhenAlreadyFinished(TrainerCallback):
+    """Resumed from a checkpoint of its last step (a run killed during its final save), Trainer would still take one
+    more step before it checks `max_steps`; this stops it at the start, with the checkpoint's weights loaded."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.max_steps > 0 and state.global_step >= state.max_steps:
+            raise TrainingAlreadyFinished
 
 
 class TimeBudgetCallback(TrainerCallback, ExportableState):
@@ -551,13 +568,28 @@ def _data_name(data_args: data.DataArguments, readable: bool) -> str:
 
 
 def _resume_checkpoint(training_args: TrainingArguments) -> str | None:
+    """The checkpoint to resume from. "last" is the newest complete one (incomplete ones, left by a kill in the middle
+    of a save, are removed); with none, the run starts from the beginning, as a run killed before its first save
+    must."""
     checkpoint = training_args.resume_from_checkpoint
+    with_optimizer = not training_args.save_only_model
     if checkpoint == "last":
-        checkpoint = get_last_checkpoint(training_args.output_dir) if Path(training_args.output_dir).is_dir() else None
+        checkpoint = last_complete_checkpoint(
+            training_args.output_dir, with_optimizer, remove_incomplete=training_args.should_save
+        )
         if checkpoint is None:
-            raise ValueError(f"--resume_from_checkpoint last: no checkpoint in {training_args.output_dir}.")
-    elif checkpoint is not None and not Path(checkpoint).is_dir():
-        raise FileNotFoundError(f"Checkpoint folder {checkpoint} does not exist.")
+            logger.warning(
+                f"--resume_from_checkpoint last: no complete checkpoint in {training_args.output_dir}; training "
+                "from the start."
+            )
+    elif checkpoint is not None:
+        if not Path(checkpoint).is_dir():
+            raise FileNotFoundError(f"Checkpoint folder {checkpoint} does not exist.")
+        if missing := missing_parts(checkpoint, with_optimizer):
+            raise ValueError(
+                f"{checkpoint} is an incomplete checkpoint (no {', '.join(missing)}): pass an earlier one, or "
+                "--resume_from_checkpoint last for the newest complete one."
+            )
     if checkpoint is not None:
         logger.info(f"Resuming from {checkpoint}")
     return checkpoint

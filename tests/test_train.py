@@ -530,8 +530,18 @@ def test_a_time_budget_logs_evaluates_and_saves_at_fractions_of_the_budget(tmp_p
     assert sorted(p.name for p in (tmp_path / "model").glob("checkpoint-*")) == ["checkpoint-10", "checkpoint-5"]
 
 
-def test_resume_without_a_checkpoint(tmp_path):
-    with pytest.raises(ValueError, match="no checkpoint in"):
-        train(
-            tmp_path, "--train_file", str(training_data.shakespeare_txt(tmp_path)), "--resume_from_checkpoint", "last"
-        )
+def test_resume_without_a_complete_checkpoint_starts_from_the_beginning(tmp_path, caplog):
+    """A run killed before its first checkpoint (or during it) is resumed by running it from the start."""
+    (tmp_path / "model" / "checkpoint-2").mkdir(parents=True)  # what a kill during the first save leaves
+    train(tmp_path, "--train_file", str(training_data.shakespeare_txt(tmp_path)), "--resume_from_checkpoint", "last")
+    assert "checkpoint-2 is an incomplete checkpoint" in caplog.text and "removing it" in caplog.text
+    assert "no complete checkpoint in" in caplog.text and "training from the start" in caplog.text
+    state = json.loads((tmp_path / "model" / "trainer_state.json").read_text())
+    assert state["global_step"] == 3 and not (tmp_path / "model" / "checkpoint-2").exists()
+
+
+def test_an_incomplete_checkpoint_named_explicitly_is_refused(tmp_path):
+    (tmp_path / "checkpoint-2").mkdir()
+    (tmp_path / "checkpoint-2" / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match="checkpoint-2 is an incomplete checkpoint \\(no tokenizer_config.json, "):
+        train(tmp_path, "--resume_from_checkpoint", str(tmp_path / "checkpoint-2"))

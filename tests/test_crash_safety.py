@@ -1,0 +1,135 @@
+"""A train.py process killed at any moment resumes, with --resume_from_checkpoint last, to the very weights of a run
+that was never interrupted: kills land mid-checkpoint (inside the weight, optimizer and state writes), mid-step and
+before any checkpoint, with dropout on and a checkpoint every step."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from pydoc_data.topics import topics
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hf_tinylm.checkpoints import last_complete_checkpoint, missing_parts
+
+ROOT = Path(__file__).resolve().parents[1]
+STEPS = 10
+
+# Runs train.py's main() in a child process that SIGKILLs itself on the N-th call of a save function: a kill that
+# lands exactly inside a checkpoint write ("torch.save": optimizer, scheduler, random states; "save_file": weights).
+PROGRAM = """
+import os, signal, sys
+import safetensors.torch, torch
+
+target, nth = sys.argv[1], int(sys.argv[2])
+calls = 0
+
+def dying(save):
+    def wrapper(*args, **kwargs):
+        global calls
+        calls += 1
+        if calls == nth:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return save(*args, **kwargs)
+    return wrapper
+
+if target == "torch.save":
+    torch.save = dying(torch.save)
+elif target == "save_file":  # patched before transformers imports it
+    safetensors.torch.save_file = dying(safetensors.torch.save_file)
+torch.set_num_threads(1)
+from hf_tinylm import training
+training.main(sys.argv[3:])
+"""
+
+
+def arguments(text: Path, output_dir: Path, cache: Path) -> list[str]:
+    return [
+        "--train_file", str(text), "--model_size", "tiny", "--vocab_size", "300", "--tokenizer_type", "char",
+        "--block_size", "32", "--max_steps", str(STEPS), "--per_device_train_batch_size", "4",
+        "--config_overrides", "hidden_dropout=0.2,attention_dropout=0.1", "--eval_strategy", "no",
+        "--save_strategy", "steps", "--save_steps", "1", "--save_total_limit", "2", "--max_new_tokens", "2",
+        "--report_to", "none", "--cache_dir", str(cache), "--output_dir", str(output_dir), "--seed", "7",
+    ]  # fmt: skip
+
+
+def launch(args: list[str], target: str = "none", nth: int = 0) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-c", PROGRAM, target, str(nth), *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(folder / "model.safetensors")
+
+
+@pytest.mark.slow
+def test_a_run_killed_at_any_moment_resumes_to_identical_weights(tmp_path):
+    text = tmp_path / "text.txt"
+    text.write_text(" ".join(topics.values())[:30_000])
+    uninterrupted = launch(arguments(text, tmp_path / "uninterrupted", tmp_path / "cache"))
+    assert uninterrupted.wait(timeout=300) == 0, uninterrupted.stderr.read()
+
+    output_dir = tmp_path / "interrupted"
+    args = [*arguments(text, output_dir, tmp_path / "cache"), "--resume_from_checkpoint", "last"]
+    rng = random.Random(0)
+    # Inside the writes of a checkpoint, before the first checkpoint, and at random moments of the run.
+    kills = [("save_file", 3), ("torch.save", 1), ("torch.save", 9), ("save_file", 8), ("time", 0), ("time", 0)]
+    killed = 0
+    for target, nth in kills:
+        process = launch(args, *(("none", 0) if target == "time" else (target, nth)))
+        if target == "time":
+            time.sleep(rng.uniform(4.0, 12.0))
+            process.send_signal(signal.SIGKILL)
+        code = process.wait(timeout=300)
+        stderr = process.stderr.read()
+        assert code in (0, -signal.SIGKILL), stderr
+        killed += code == -signal.SIGKILL
+        for checkpoint in output_dir.glob("checkpoint-*"):  # what a kill leaves is either whole or recognised
+            if missing_parts(checkpoint):
+                assert last_complete_checkpoint(output_dir) != str(checkpoint)
+    assert killed >= 4, "the kills did not land; the test proves nothing"
+
+    finished = launch(args)
+    assert finished.wait(timeout=300) == 0, finished.stderr.read()
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    assert state["global_step"] == STEPS
+    expected, resumed = weights(tmp_path / "uninterrupted"), weights(output_dir)
+    assert expected.keys() == resumed.keys()
+    for name in expected:
+        assert torch.equal(expected[name], resumed[name]), name
+    checkpoints = sorted(output_dir.glob("checkpoint-*"))
+    assert len(checkpoints) <= 2 and not any(missing_parts(folder) for folder in checkpoints)
+
+
+def test_incomplete_checkpoints_are_named_skipped_and_removed(tmp_path, caplog):
+    for step in (1, 2, 3):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        for name in ("config.json", "tokenizer_config.json", "model.safetensors", "optimizer.pt", "scheduler.pt"):
+            (folder / name).write_text("{}")
+        (folder / "rng_state.pth").write_text("")
+        (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    (tmp_path / "checkpoint-3" / "optimizer.pt").unlink()  # killed mid-write
+    (tmp_path / "checkpoint-2" / "trainer_state.json").write_text('{"global_st')  # killed while writing the state
+    assert missing_parts(tmp_path / "checkpoint-3") == ["optimizer.pt"]
+    assert missing_parts(tmp_path / "checkpoint-2") == ["a readable trainer_state.json"]
+    assert missing_parts(tmp_path / "checkpoint-1", with_optimizer=True) == []
+
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-1")
+    assert "checkpoint-3 is an incomplete checkpoint (no optimizer.pt): skipping it." in caplog.text
+    assert (tmp_path / "checkpoint-3").is_dir()
+    assert last_complete_checkpoint(tmp_path, remove_incomplete=True) == str(tmp_path / "checkpoint-1")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoint-1"]
