@@ -1,9 +1,11 @@
 """Pieces both model families share. Copied into every saved model folder, so it imports only torch/transformers."""
 
+import glob
 import os
 import tempfile
 
 import torch
+from safetensors import SafetensorError, safe_open
 
 
 def context_limit(config) -> int | None:
@@ -63,6 +65,16 @@ def check_model_inputs(
             )
 
 
+def _readable(path: str) -> bool:
+    try:
+        with safe_open(path, framework="pt") as weights:
+            for name in weights.keys():
+                weights.get_slice(name)
+        return os.path.getsize(path) > 0
+    except (SafetensorError, OSError):
+        return False
+
+
 class HubReadyMixin:
     """Makes `save_pretrained` write a folder that uploads to the Hub as is and works where hf_tinylm is not installed.
 
@@ -75,6 +87,20 @@ class HubReadyMixin:
 
     Both families inherit it first: `class TinyXPreTrainedModel(HubReadyMixin, PreTrainedModel)`.
     """
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """transformers' `from_pretrained`; a truncated or corrupt weights file is named in the error (safetensors'
+        own message does not say which file it could not read)."""
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        except SafetensorError as error:
+            folder = str(pretrained_model_name_or_path)
+            unreadable = [path for path in sorted(glob.glob(os.path.join(folder, "*.safetensors"))) if not _readable(path)]
+            raise OSError(
+                f"{', '.join(unreadable) or f'The weights of {folder}'}: not a readable safetensors file ({error}). "
+                "It is truncated or corrupt: download or save it again."
+            ) from error
 
     def save_pretrained(self, save_directory, is_main_process: bool = True, push_to_hub: bool = False, **kwargs):
         hub_args = {}

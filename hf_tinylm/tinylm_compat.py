@@ -95,9 +95,8 @@ def causal_mask(config, inputs_embeds, attention_mask, cache, position_ids, past
     arguments["inputs_embeds" if "inputs_embeds" in _MASK_PARAMETERS else "input_embeds"] = inputs_embeds
     arguments["cache" if "cache" in _MASK_PARAMETERS else "past_key_values"] = cache
     if "cache_position" in _MASK_PARAMETERS:
-        arguments["cache_position"] = torch.arange(
-            past_length, past_length + inputs_embeds.shape[1], device=inputs_embeds.device
-        )
+        # `past_length` may be a tensor: some releases' static caches count their filled positions on the device.
+        arguments["cache_position"] = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + past_length
     return create_causal_mask(**arguments)
 
 

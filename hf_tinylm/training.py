@@ -372,9 +372,7 @@ def run(
         train_result = TrainOutput(trainer.state.global_step, float("nan"), {})
     train_result.metrics["train_cpu_seconds"] = round(time.process_time() - cpu_started, 2)
     model.config.use_cache = True  # Trainer turned the cache off for training; generation wants it
-    trainer.save_model()
-    if trainer.is_world_process_zero():
-        make_tokenizer_config_portable(training_args.output_dir)
+    _save_final_folder(trainer)
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)
     trainer.save_state()
@@ -394,6 +392,23 @@ def run(
             )
             print(f"Uploaded to the Hub: {commit.commit_url}")
     return metrics
+
+
+def _save_final_folder(trainer: Trainer) -> None:
+    """Save the trained model as a Hub-ready folder: only the code its own model needs (a folder reused from a run
+    of the other family would keep that family's files), no pickle (Trainer's `training_args.bin`; the arguments go
+    to `training_args.json`), and a tokenizer config every supported transformers release reads."""
+    folder = Path(trainer.args.output_dir)
+    if trainer.is_world_process_zero() and folder.is_dir():
+        package_modules = {path.name for path in Path(__file__).parent.glob("*.py")}
+        for path in folder.glob("*.py"):
+            if path.name in package_modules:
+                path.unlink()
+    trainer.save_model()
+    if trainer.is_world_process_zero():
+        (folder / "training_args.bin").unlink(missing_ok=True)
+        (folder / "training_args.json").write_text(trainer.args.to_json_string() + "\n", encoding="utf-8")
+        make_tokenizer_config_portable(folder)
 
 
 def _check_hub_access(training_args: TrainingArguments) -> None:

@@ -133,3 +133,15 @@ def test_incomplete_checkpoints_are_named_skipped_and_removed(tmp_path, caplog):
     assert (tmp_path / "checkpoint-3").is_dir()
     assert last_complete_checkpoint(tmp_path, remove_incomplete=True) == str(tmp_path / "checkpoint-1")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoint-1"]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_a_corrupt_weights_file_is_named_when_loading(tmp_path, damage):
+    from hf_tinylm import TinyRNNConfig, TinyRNNForCausalLM
+
+    TinyRNNForCausalLM(TinyRNNConfig(vocab_size=40, hidden_size=8)).save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"not safetensors" * 8)
+    with pytest.raises(OSError, match=f"^{weights}: not a readable safetensors file .* truncated or corrupt"):
+        TinyRNNForCausalLM.from_pretrained(tmp_path)

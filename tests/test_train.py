@@ -540,6 +540,21 @@ def test_resume_without_a_complete_checkpoint_starts_from_the_beginning(tmp_path
     assert state["global_step"] == 3 and not (tmp_path / "model" / "checkpoint-2").exists()
 
 
+def test_a_reused_folder_holds_only_its_own_models_code_and_no_pickle(tmp_path):
+    text = str(training_data.shakespeare_txt(tmp_path))
+    train(tmp_path, "--train_file", text, "--tokenizer_type", "char", "--block_size", "32")
+    assert (tmp_path / "model" / "modeling_tiny_attention.py").is_file()
+    _, folder = train(tmp_path, "--train_file", text, "--tokenizer_type", "char", "--block_size", "32", "--arch", "rnn")
+    code = sorted(path.name for path in folder.glob("*.py"))
+    assert code == [
+        "configuration_tiny_rnn.py", "modeling_tiny_rnn.py", "pipelines_tinylm.py", "task_formats.py",
+        "tinylm_common.py", "tinylm_compat.py",
+    ]  # fmt: skip
+    assert not list(folder.glob("*.bin")) and not list(folder.glob("*.pkl"))
+    assert json.loads((folder / "training_args.json").read_text())["output_dir"] == str(folder)
+    assert AutoConfig.from_pretrained(folder, trust_remote_code=True).model_type == "tiny_rnn"
+
+
 def test_an_incomplete_checkpoint_named_explicitly_is_refused(tmp_path):
     (tmp_path / "checkpoint-2").mkdir()
     (tmp_path / "checkpoint-2" / "config.json").write_text("{}")
