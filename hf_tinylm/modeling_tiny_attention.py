@@ -25,7 +25,7 @@ from .configuration_tiny_attention import TinyAttentionConfig
 # loaded file itself imports, and then requires all of theirs. (The pipeline code is used by `save_pretrained`.)
 from .pipelines_tinylm import custom_pipelines  # noqa: F401
 from .task_formats import CONFIG_KEY  # noqa: F401
-from .tinylm_common import HubReadyMixin, check_model_inputs, logits_positions
+from .tinylm_common import HubReadyMixin, check_model_inputs, fit_generation_to_context, logits_positions
 from .tinylm_compat import accepts_cache_argument, cache_of, causal_mask, output_with_cache, rope_config
 
 
@@ -341,6 +341,12 @@ class TinyAttentionForCausalLM(TinyAttentionPreTrainedModel, GenerationMixin):
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
+
+    def generate(self, inputs=None, generation_config=None, **kwargs):
+        """`GenerationMixin.generate`, stopping at the end of the context: asked for more new tokens than fit after the
+        prompt, it generates what fits and warns, instead of failing at the limit and losing what it generated."""
+        kwargs = fit_generation_to_context(self, inputs, generation_config, kwargs)
+        return super().generate(inputs, generation_config, **kwargs)
 
 
 class TinyAttentionForQuestionAnswering(GenericForQuestionAnswering, TinyAttentionPreTrainedModel):

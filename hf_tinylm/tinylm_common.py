@@ -6,6 +6,9 @@ import tempfile
 
 import torch
 from safetensors import SafetensorError, safe_open
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
 
 
 def context_limit(config) -> int | None:
@@ -13,6 +16,38 @@ def context_limit(config) -> int | None:
     None for models without a limit (the recurrent family)."""
     rope_type = (getattr(config, "rope_parameters", None) or {}).get("rope_type", "default")
     return getattr(config, "max_position_embeddings", None) if rope_type == "default" else None
+
+
+def fit_generation_to_context(model, inputs, generation_config, kwargs: dict) -> dict:
+    """`generate()` arguments that stop at the end of the model's context: asked for more new tokens than fit after
+    the prompt, generate what fits (with a warning) rather than fail at the limit and lose what was generated. A
+    prompt that leaves no room fails at once."""
+    limit = context_limit(model.config)
+    prompt = inputs if inputs is not None else kwargs.get("input_ids", kwargs.get("inputs_embeds"))
+    if limit is None or prompt is None:
+        return kwargs
+    prompt_length = prompt.shape[1]
+    config = generation_config or model.generation_config
+    max_new_tokens = kwargs.get("max_new_tokens", config.max_new_tokens)
+    if max_new_tokens is None:  # `max_length` counts the prompt, for a decoder-only model
+        max_new_tokens = kwargs.get("max_length", config.max_length) - prompt_length
+    room = limit - prompt_length
+    if room <= 0:
+        raise ValueError(
+            f"The prompt is {prompt_length} tokens long; this model reads at most {limit} tokens, prompt and "
+            "generated text together, so nothing can be generated. Shorten the prompt."
+        )
+    if max_new_tokens <= room:
+        return kwargs
+    logger.warning(
+        f"Generating at most {room} new tokens instead of {max_new_tokens}: the prompt takes {prompt_length} of the "
+        f"model's {limit} positions (`max_position_embeddings`)."
+    )
+    kwargs = {key: value for key, value in kwargs.items() if key != "max_length"}
+    kwargs["max_new_tokens"] = room
+    if (kwargs.get("min_new_tokens") or config.min_new_tokens or 0) > room:
+        kwargs["min_new_tokens"] = room
+    return kwargs
 
 
 def logits_positions(logits_to_keep: int | torch.Tensor) -> slice | torch.Tensor:

@@ -145,3 +145,33 @@ def test_a_corrupt_weights_file_is_named_when_loading(tmp_path, damage):
     weights.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"not safetensors" * 8)
     with pytest.raises(OSError, match=f"^{weights}: not a readable safetensors file .* truncated or corrupt"):
         TinyRNNForCausalLM.from_pretrained(tmp_path)
+
+
+def test_generation_stops_at_the_context_limit_and_keeps_what_it_made(caplog):
+    """Asked for more tokens than the context holds, generate() and the stock pipeline return what fits, with a
+    warning; a prompt that leaves no room fails at once."""
+    from transformers import pipeline
+
+    from hf_tinylm import TinyAttentionConfig, TinyAttentionForCausalLM
+    from hf_tinylm.tokenization import train_tokenizer
+
+    tokenizer = train_tokenizer(["the tower stands in paris"], "char", vocab_size=300)
+    torch.manual_seed(0)
+    config = TinyAttentionConfig(
+        vocab_size=len(tokenizer), hidden_size=16, num_attention_heads=2, num_hidden_layers=1,
+        max_position_embeddings=24, pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    model = TinyAttentionForCausalLM(config).eval()
+    ids = tokenizer("the tower", return_tensors="pt").input_ids  # 9 tokens
+    longest = model.generate(ids, max_new_tokens=200, do_sample=False)
+    assert longest.shape == (1, 24)
+    assert "Generating at most 15 new tokens instead of 200" in caplog.text
+    assert torch.equal(model.generate(ids, max_new_tokens=15, do_sample=False), longest)  # the same tokens
+    assert model.generate(ids, max_length=500, min_new_tokens=100, do_sample=False).shape == (1, 24)
+
+    generator = pipeline("text-generation", model=model, tokenizer=tokenizer)
+    text = generator("the tower", max_new_tokens=200, do_sample=False, return_full_text=False)[0]["generated_text"]
+    assert text == tokenizer.decode(longest[0, 9:], skip_special_tokens=True)
+
+    with pytest.raises(ValueError, match="The prompt is 24 tokens long; this model reads at most 24 tokens"):
+        model.generate(torch.ones(1, 24, dtype=torch.long), max_new_tokens=1)
