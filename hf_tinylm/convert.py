@@ -7,9 +7,12 @@ checkpoints (e.g. SmolLM-class models) and lets our tests use Llama as the refer
 
 `--to llama` writes a complete, Hub-ready export (`export_llama`): a plain `LlamaForCausalLM` folder that loads
 without remote code, with the tokenizer, generation config, task settings, the task pipelines' code and a model card.
+`--to gguf` writes one GGUF file for llama.cpp, Ollama and LM Studio (`export_gguf`, in `gguf_export.py`; needs
+`pip install gguf`).
 
     python -m hf_tinylm.convert --to tiny_attention path/or/repo-of-a-llama  out_dir
     python -m hf_tinylm.convert --to llama          path/to/tiny-attention out_dir [--repo_id user/name]
+    python -m hf_tinylm.convert --to gguf           path/to/tiny-attention-or-llama model.gguf [--outtype f16]
 """
 
 import argparse
@@ -231,15 +234,31 @@ def export_llama(source, output_dir, *, repo_id: str | None = None) -> Path:
     return output_dir
 
 
+def export_gguf(source, output_file, *, outtype: str = "f32") -> Path:
+    """`hf_tinylm.gguf_export.export_gguf` (imported when called: it needs the optional `gguf` package)."""
+    from .gguf_export import export_gguf
+
+    return export_gguf(source, output_file, outtype=outtype)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--to", choices=["tiny_attention", "llama"], required=True, help="target architecture")
+    parser.add_argument("--to", choices=["tiny_attention", "llama", "gguf"], required=True, help="target architecture")
     parser.add_argument("source", help="folder or Hub id of the model to convert")
-    parser.add_argument("output_dir", help="where to save the converted model (and the tokenizer, if any)")
+    parser.add_argument(
+        "output_dir", help="where to save the converted model (and the tokenizer, if any); --to gguf: the .gguf file"
+    )
     parser.add_argument(
         "--repo_id", help="--to llama: the Hub id the model card's examples load (default: the folder name)"
     )
+    parser.add_argument(
+        "--outtype", choices=["f32", "f16"], default="f32", help="--to gguf: the matrices' type (norms stay f32)"
+    )
     args = parser.parse_args(argv)
+    if args.to == "gguf":
+        export_gguf(args.source, args.output_dir, outtype=args.outtype)
+        print(f"Exported {args.source} as GGUF (llama.cpp's llama architecture) to {args.output_dir}")
+        return
     if args.to == "llama":
         export_llama(args.source, args.output_dir, repo_id=args.repo_id)
         print(f"Exported {args.source} as LlamaForCausalLM to {args.output_dir}")
