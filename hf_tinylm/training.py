@@ -228,12 +228,18 @@ def parse_args(argv: list[str] | None = None):
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) == 1 and argv[0].endswith(".json"):
         parsed, given = parser.parse_json_file(argv[0]), set(json.loads(Path(argv[0]).read_text()))
+        typed_names = {name: f"`{name}` in {argv[0]}" for name in given}
     elif len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
         parsed, given = parser.parse_yaml_file(argv[0]), set(yaml.safe_load(Path(argv[0]).read_text()))
+        typed_names = {name: f"`{name}` in {argv[0]}" for name in given}
     else:
         parsed = parser.parse_args_into_dataclasses(args=argv)
-        given = {arg[2:].split("=", 1)[0].replace("-", "_") for arg in argv if arg.startswith("--")}
+        typed_names = {
+            arg[2:].split("=", 1)[0].replace("-", "_"): arg.split("=", 1)[0] for arg in argv if arg.startswith("--")
+        }
+        given = set(typed_names)
     model_args, data_args = parsed[:2]
+    _check_numbers(parsed, typed_names)
     if "cell" in given and model_args.arch != "rnn":
         raise ValueError(f"--cell chooses the recurrent cell of --arch rnn; this run is --arch {model_args.arch}.")
     if "validation_file" in given and data_args.dataset_name:
@@ -248,6 +254,73 @@ def parse_args(argv: list[str] | None = None):
         )
     _continue_the_saved_task(model_args, data_args, given)
     return parsed
+
+
+# What each numeric argument must be; `max_steps` is -1 (the default: no limit) or positive; any float must be finite.
+_RANGES = {
+    "positive": (lambda value: value > 0, "more than 0"),
+    "non-negative": (lambda value: value >= 0, "at least 0"),
+    "fraction": (lambda value: 0 <= value < 1, "in [0, 1)"),
+    "percentage": (lambda value: 0 <= value < 100, "in [0, 100)"),
+}
+_NUMBER_RANGES = {
+    **dict.fromkeys(
+        (
+            "vocab_size",
+            "block_size",
+            "max_source_length",
+            "max_target_length",
+            "max_seq_length",
+            "n_best_size",
+            "max_answer_length",
+            "num_beams",
+            "max_train_samples",
+            "max_eval_samples",
+            "max_new_tokens",
+            "preprocessing_num_workers",
+            "per_device_train_batch_size",
+            "per_device_eval_batch_size",
+            "gradient_accumulation_steps",
+            "save_total_limit",
+            "early_stopping_patience",
+            "num_train_epochs",
+            "logging_steps",
+            "eval_steps",
+            "save_steps",
+            "max_train_seconds",
+            "adam_epsilon",
+        ),
+        "positive",
+    ),
+    **dict.fromkeys(
+        ("learning_rate", "weight_decay", "warmup_steps", "max_grad_norm", "doc_stride", "dataloader_num_workers"),
+        "non-negative",
+    ),
+    **dict.fromkeys(("label_smoothing_factor", "adam_beta1", "adam_beta2"), "fraction"),
+    "validation_split_percentage": "percentage",
+}
+
+
+def _check_numbers(parsed, typed_names: dict[str, str]) -> None:
+    """Refuse numbers that cannot mean anything (NaN, a negative step count, a zero batch size, ...) before any work,
+    naming the argument as it was given; left unchecked they fail deep inside torch, or silently mean something else
+    (`--max_steps -5` would train without a step limit)."""
+    for arguments in parsed:
+        for name, value in vars(arguments).items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            flag = typed_names.get(name, f"--{name}")
+            if not math.isfinite(value):
+                raise ValueError(f"{flag} must be a finite number, got {value}.")
+            if name == "max_steps" and value != -1 and value <= 0:
+                raise ValueError(
+                    f"{flag} must be a positive number of optimizer steps (or -1, the default, to train for "
+                    f"--num_train_epochs), got {value}."
+                )
+            if name in _NUMBER_RANGES:
+                accepts, wanted = _RANGES[_NUMBER_RANGES[name]]
+                if not accepts(value):
+                    raise ValueError(f"{flag} must be {wanted}, got {value}.")
 
 
 def _continue_the_saved_task(model_args: ModelArguments, data_args: data.DataArguments, given: set[str]) -> None:

@@ -5,6 +5,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -560,3 +561,31 @@ def test_an_incomplete_checkpoint_named_explicitly_is_refused(tmp_path):
     (tmp_path / "checkpoint-2" / "config.json").write_text("{}")
     with pytest.raises(ValueError, match="checkpoint-2 is an incomplete checkpoint \\(no tokenizer_config.json, "):
         train(tmp_path, "--resume_from_checkpoint", str(tmp_path / "checkpoint-2"))
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--max_steps", "-5"], "--max_steps must be a positive number of optimizer steps (or -1, the default"),
+        (["--max-steps=0"], "--max-steps must be a positive number of optimizer steps"),
+        (["--learning_rate", "nan"], "--learning_rate must be a finite number, got nan."),
+        (["--weight_decay", "inf"], "--weight_decay must be a finite number, got inf."),
+        (["--max_train_samples", "0"], "--max_train_samples must be more than 0, got 0."),
+        (["--per-device-train-batch-size", "0"], "--per-device-train-batch-size must be more than 0, got 0."),
+        (["--block_size", "-8"], "--block_size must be more than 0, got -8."),
+        (["--learning_rate", "-0.1"], "--learning_rate must be at least 0, got -0.1."),
+        (["--label_smoothing_factor", "1.5"], "--label_smoothing_factor must be in [0, 1), got 1.5."),
+        (["--validation_split_percentage", "100"], "--validation_split_percentage must be in [0, 100), got 100."),
+        (["--max_train_seconds", "0"], "--max_train_seconds must be more than 0, got 0.0."),
+    ],
+)
+def test_meaningless_numbers_are_refused_naming_the_flag_as_typed(argv, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
+        training.parse_args(argv)
+
+
+def test_meaningless_numbers_in_a_config_file_name_the_key_and_the_file(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("max_eval_samples: -3\n")
+    with pytest.raises(ValueError, match=re.escape(f"`max_eval_samples` in {config} must be more than 0, got -3.")):
+        training.parse_args([str(config)])
