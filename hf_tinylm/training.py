@@ -253,7 +253,31 @@ def parse_args(argv: list[str] | None = None):
             "a saved model, use transformers' Trainer.evaluate or the pipelines."
         )
     _continue_the_saved_task(model_args, data_args, given)
+    _check_new_model_settings(model_args, data_args)
     return parsed
+
+
+def _check_new_model_settings(model_args: ModelArguments, data_args: data.DataArguments) -> None:
+    """Build the configuration a new model will get now, so that `--config_overrides` naming no field, values the
+    model cannot be built with, or a context shorter than the sequences this run feeds it fail when the arguments are
+    read rather than after the tokenizer and the data are made."""
+    if model_args.model_name_or_path:
+        return
+    overrides = _parse_overrides(model_args.config_overrides, ARCHITECTURES[model_args.arch])
+    if model_args.arch == "attention":
+        longest = _longest_sequence(data_args)
+        context = overrides.get("max_position_embeddings", longest)
+        if context < longest:
+            raise ValueError(
+                f"--config_overrides max_position_embeddings={context} is shorter than the longest sequence this run "
+                f"feeds the model ({longest} tokens: {_longest_sequence_flags(data_args)}); raise it, or lower those."
+            )
+    settings = {**SIZE_PRESETS[model_args.arch][model_args.model_size], "vocab_size": model_args.vocab_size}
+    try:
+        ARCHITECTURES[model_args.arch](**{**settings, **overrides})
+    except ValueError as error:
+        overridden = f" with --config_overrides {model_args.config_overrides}" if overrides else ""
+        raise ValueError(f"--model_size {model_args.model_size}{overridden} describes no buildable model: {error}") from None
 
 
 # What each numeric argument must be; `max_steps` is -1 (the default: no limit) or positive; any float must be finite.
@@ -800,6 +824,15 @@ def _longest_sequence(data_args: data.DataArguments) -> int:
     if _is_extractive(data_args):
         return data_args.max_seq_length
     return data_args.max_source_length + max(data_args.max_target_length, data_args.max_new_tokens or 0)
+
+
+def _longest_sequence_flags(data_args: data.DataArguments) -> str:
+    """The arguments `_longest_sequence` adds up, for messages."""
+    if data_args.task == "lm":
+        return "--block_size"
+    if _is_extractive(data_args):
+        return "--max_seq_length"
+    return "--max_source_length plus --max_target_length or --max_new_tokens"
 
 
 def _features(examples, tokenizer, data_args: data.DataArguments):

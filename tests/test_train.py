@@ -584,6 +584,33 @@ def test_meaningless_numbers_are_refused_naming_the_flag_as_typed(argv, message)
         training.parse_args(argv)
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["--config_overrides", "max_position_embeddings=64"],
+            "--config_overrides max_position_embeddings=64 is shorter than the longest sequence this run feeds the "
+            "model (128 tokens: --block_size); raise it, or lower those.",
+        ),
+        (
+            ["--task", "translation", "--source_lang", "en", "--target_lang", "de", "--config_overrides",
+             "max_position_embeddings=100"],
+            "--config_overrides max_position_embeddings=100 is shorter than the longest sequence this run feeds the "
+            "model (320 tokens: --max_source_length plus --max_target_length or --max_new_tokens)",
+        ),  # fmt: skip
+        (
+            ["--model_size", "tiny", "--config_overrides", "num_attention_heads=3"],
+            "--model_size tiny with --config_overrides num_attention_heads=3 describes no buildable model: "
+            "`hidden_size` (64) must be divisible by `num_attention_heads` (3).",
+        ),
+        (["--config_overrides", "hiden_size=8"], "--config_overrides: 'hiden_size=8' is not 'field=value'"),
+    ],
+)
+def test_config_overrides_that_contradict_the_run_are_refused_when_arguments_are_read(argv, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
+        training.parse_args(argv)
+
+
 def test_meaningless_numbers_in_a_config_file_name_the_key_and_the_file(tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text("max_eval_samples: -3\n")
