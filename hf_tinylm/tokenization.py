@@ -7,6 +7,7 @@ Both are lossless: `decode(encode(text)) == text` for any Unicode string, becaus
 every character is either in the vocabulary or spelled as its UTF-8 bytes.
 """
 
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterable
@@ -92,6 +93,13 @@ def make_tokenizer_config_portable(folder) -> None:
     # 4.x's default adds `token_type_ids`, which these models (and generate()) refuse.
     config.setdefault("model_input_names", ["input_ids", "attention_mask"])
     path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def vocabulary_fingerprint(tokenizer) -> str:
+    """A short hash of the tokenizer's vocabulary (every token and its id), saved in the model's config so that a
+    different tokenizer of the same size is recognised when the model is trained further."""
+    vocabulary = json.dumps(sorted(tokenizer.get_vocab().items(), key=lambda item: item[1]), ensure_ascii=False)
+    return hashlib.sha256(vocabulary.encode("utf-8")).hexdigest()[:16]
 
 
 def add_missing_special_tokens(tokenizer) -> int:

@@ -48,7 +48,13 @@ from .hub import push_to_hub, write_model_card
 from .metrics import check_installed as check_metrics_installed
 from .task_formats import CONFIG_KEY, settings_from_config, task_settings
 from .tinylm_common import context_limit
-from .tokenization import TOKENIZER_TYPES, add_missing_special_tokens, make_tokenizer_config_portable, train_tokenizer
+from .tokenization import (
+    TOKENIZER_TYPES,
+    add_missing_special_tokens,
+    make_tokenizer_config_portable,
+    train_tokenizer,
+    vocabulary_fingerprint,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -766,11 +772,7 @@ def _build_model(model_args: ModelArguments, data_args: data.DataArguments, toke
         config = saved_config or AutoConfig.from_pretrained(
             model_args.model_name_or_path, cache_dir=model_args.cache_dir
         )
-        if len(tokenizer) > config.vocab_size:
-            raise ValueError(
-                f"The tokenizer has {len(tokenizer)} tokens but {model_args.model_name_or_path} has a vocabulary of "
-                f"{config.vocab_size}: it was trained with another tokenizer. Pass the model's own tokenizer."
-            )
+        _check_tokenizer_belongs_to(config, tokenizer, model_args)
         for key, value in _parse_overrides(model_args.config_overrides, type(config)).items():
             setattr(config, key, value)
         model = auto_class.from_pretrained(
@@ -796,6 +798,7 @@ def _build_model(model_args: ModelArguments, data_args: data.DataArguments, toke
         model = auto_class.from_config(config_class(**settings))
     logger.info(f"{type(model).__name__}: {model.num_parameters():,} parameters")
 
+    model.config.tokenizer_fingerprint = vocabulary_fingerprint(tokenizer)
     task_args = {"mode": data_args.qa_mode} if data_args.task == "qa" else {}
     if _is_extractive(data_args):  # the longest answer evaluation allowed: the pipeline's default too
         task_args["max_answer_length"] = data_args.max_answer_length
@@ -815,6 +818,26 @@ def _build_model(model_args: ModelArguments, data_args: data.DataArguments, toke
             generation.num_beams = data_args.num_beams
             generation.do_sample = False
     return model
+
+
+def _check_tokenizer_belongs_to(config, tokenizer, model_args: ModelArguments) -> None:
+    """Refuse a tokenizer that is not the saved model's own: one of another size, or (through the fingerprint of the
+    vocabulary the model was trained with, saved in its config) another one of the same size."""
+    model_name = model_args.model_name_or_path
+    tokenizer_name = model_args.tokenizer_name or model_name
+    saved = getattr(config, "tokenizer_fingerprint", None)
+    # hf_tinylm's models have exactly one embedding per token; a model from elsewhere may pad its embeddings.
+    if len(tokenizer) > config.vocab_size or (saved and len(tokenizer) != config.vocab_size):
+        raise ValueError(
+            f"The tokenizer ({tokenizer_name}) has {len(tokenizer)} tokens but the model ({model_name}) has a "
+            f"vocabulary of {config.vocab_size}: it was trained with another tokenizer. Pass the model's own "
+            "tokenizer (leave out --tokenizer_name)."
+        )
+    if saved and saved != vocabulary_fingerprint(tokenizer):
+        raise ValueError(
+            f"The tokenizer ({tokenizer_name}) is not the one the model ({model_name}) was trained with: same size, "
+            "different vocabulary. Pass the model's own tokenizer (leave out --tokenizer_name)."
+        )
 
 
 def _longest_sequence(data_args: data.DataArguments) -> int:

@@ -26,7 +26,7 @@ from transformers import (
 
 from hf_tinylm import TinyAttentionConfig, training
 from hf_tinylm.task_formats import ADDITIONAL_SPECIAL_TOKENS, settings_from_config
-from hf_tinylm.tokenization import train_tokenizer
+from hf_tinylm.tokenization import train_tokenizer, vocabulary_fingerprint
 from tests import training_data
 from tests.training_data import requires_shared_data
 
@@ -342,6 +342,27 @@ def test_tokenizer_and_model_vocabulary_mismatch(tmp_path, language_model):
             "--model_name_or_path", str(language_model), "--tokenizer_name", str(tmp_path / "tokenizer"),
             "--train_file", str(text),
         )  # fmt: skip
+
+
+@pytest.mark.parametrize("other", ["smaller", "same size"])
+def test_a_tokenizer_the_model_was_not_trained_with_is_refused_naming_both(tmp_path, language_model, other):
+    text = training_data.shakespeare_txt(tmp_path)
+    vocab_size = AutoConfig.from_pretrained(language_model).vocab_size
+    assert AutoConfig.from_pretrained(language_model).tokenizer_fingerprint == vocabulary_fingerprint(
+        AutoTokenizer.from_pretrained(language_model)
+    )
+    size = vocab_size - 50 if other == "smaller" else vocab_size
+    tokenizer = train_tokenizer([text.read_text()[: len(text.read_text()) // 2]], "bpe", vocab_size=size)
+    assert (len(tokenizer) < vocab_size) if other == "smaller" else len(tokenizer) == vocab_size
+    tokenizer.save_pretrained(tmp_path / "tokenizer")
+    message = f"has {len(tokenizer)} tokens but the model" if other == "smaller" else "same size, different"
+    with pytest.raises(ValueError, match=f"The tokenizer \\({tmp_path / 'tokenizer'}\\) .*{message}"):
+        train(
+            tmp_path,
+            "--model_name_or_path", str(language_model), "--tokenizer_name", str(tmp_path / "tokenizer"),
+            "--train_file", str(text),
+        )  # fmt: skip
+    assert not (tmp_path / "model").exists()
 
 
 def test_missing_metric_packages_stop_the_run_before_training(tmp_path, monkeypatch):
