@@ -5,11 +5,13 @@ argument names, one `HfArgumentParser` over model, data and training dataclasses
 underneath), so the same command runs in one process, under `torchrun` or under `accelerate launch`.
 """
 
+import contextlib
 import importlib.util
 import inspect
 import json
 import logging
 import math
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -417,6 +419,43 @@ def run(
             f"{output_dir} already holds files of an earlier run; this run writes over them, and its checkpoint "
             "rotation may delete the earlier checkpoints. Pass another --output_dir to keep them."
         )
+    with _output_dir_untouched_on_failure(output_dir, training_args.should_save):
+        trainer, tokenizer, examples, features, upload = _prepare_trainer(
+            model_args, data_args, training_args, callbacks, checkpoint
+        )
+    model = trainer.model
+
+    cpu_started = time.process_time()
+    try:
+        train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    except TrainingAlreadyFinished:  # resumed from the last step's checkpoint, whose weights Trainer has loaded
+        train_result = TrainOutput(trainer.state.global_step, float("nan"), {})
+    train_result.metrics["train_cpu_seconds"] = round(time.process_time() - cpu_started, 2)
+    model.config.use_cache = True  # Trainer turned the cache off for training; generation wants it
+    _save_final_folder(trainer)
+    trainer.log_metrics("train", train_result.metrics)
+    trainer.save_metrics("train", train_result.metrics)
+    trainer.save_state()
+
+    metrics = _evaluate(trainer, tokenizer, examples, features, data_args) if "validation" in features else {}
+    if trainer.is_world_process_zero():
+        _report(trainer, tokenizer, model_args, data_args, metrics)
+        if upload:
+            repo_id = training_args.hub_model_id or Path(training_args.output_dir).name
+            commit = push_to_hub(
+                training_args.output_dir,
+                repo_id,
+                token=training_args.hub_token,
+                private=training_args.hub_private_repo,
+                commit_message="hf_tinylm: model, tokenizer, card and results",
+                ignore_patterns=["checkpoint-*/**"],
+            )
+            print(f"Uploaded to the Hub: {commit.commit_url}")
+    return metrics
+
+
+def _prepare_trainer(model_args, data_args, training_args, callbacks, checkpoint):
+    """Everything before the first step: checks, data, tokenizer, model, features, and the Trainer."""
     set_seed(training_args.seed)
     check_metrics_installed(evaluation.GENERATION_METRICS.get(data_args.task, ()))
     _check_hub_access(training_args)
@@ -467,34 +506,25 @@ def run(
     )
     if time_budget is not None:
         time_budget.trainer = trainer
+    return trainer, tokenizer, examples, features, upload
 
-    cpu_started = time.process_time()
+
+@contextlib.contextmanager
+def _output_dir_untouched_on_failure(output_dir: Path, is_main_process: bool):
+    """A run that fails before training leaves `output_dir` as it found it: whatever it added there by then (the
+    trained tokenizer, log folders, the folder itself) is removed again."""
+    existed = output_dir.is_dir()
+    before = set(output_dir.iterdir()) if existed else set()
     try:
-        train_result = trainer.train(resume_from_checkpoint=checkpoint)
-    except TrainingAlreadyFinished:  # resumed from the last step's checkpoint, whose weights Trainer has loaded
-        train_result = TrainOutput(trainer.state.global_step, float("nan"), {})
-    train_result.metrics["train_cpu_seconds"] = round(time.process_time() - cpu_started, 2)
-    model.config.use_cache = True  # Trainer turned the cache off for training; generation wants it
-    _save_final_folder(trainer)
-    trainer.log_metrics("train", train_result.metrics)
-    trainer.save_metrics("train", train_result.metrics)
-    trainer.save_state()
-
-    metrics = _evaluate(trainer, tokenizer, examples, features, data_args) if "validation" in features else {}
-    if trainer.is_world_process_zero():
-        _report(trainer, tokenizer, model_args, data_args, metrics)
-        if upload:
-            repo_id = training_args.hub_model_id or Path(training_args.output_dir).name
-            commit = push_to_hub(
-                training_args.output_dir,
-                repo_id,
-                token=training_args.hub_token,
-                private=training_args.hub_private_repo,
-                commit_message="hf_tinylm: model, tokenizer, card and results",
-                ignore_patterns=["checkpoint-*/**"],
-            )
-            print(f"Uploaded to the Hub: {commit.commit_url}")
-    return metrics
+        yield
+    except BaseException:
+        if is_main_process and output_dir.is_dir():
+            if not existed:
+                shutil.rmtree(output_dir, ignore_errors=True)
+            else:
+                for path in set(output_dir.iterdir()) - before:
+                    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        raise
 
 
 def _save_final_folder(trainer: Trainer) -> None:

@@ -637,3 +637,22 @@ def test_meaningless_numbers_in_a_config_file_name_the_key_and_the_file(tmp_path
     config.write_text("max_eval_samples: -3\n")
     with pytest.raises(ValueError, match=re.escape(f"`max_eval_samples` in {config} must be more than 0, got -3.")):
         training.parse_args([str(config)])
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_run_that_fails_before_training_leaves_the_output_folder_as_it_was(tmp_path, monkeypatch, existing):
+    output_dir = tmp_path / "model"
+    if existing:
+        output_dir.mkdir()
+        (output_dir / "notes.txt").write_text("mine")
+    built = []
+
+    def failing_features(*args, **kwargs):  # after the tokenizer is trained and saved, and the model is built
+        built.append(sorted(path.name for path in output_dir.iterdir()))
+        raise RuntimeError("a data mistake found while making features")
+
+    monkeypatch.setattr(training, "_features", failing_features)
+    with pytest.raises(RuntimeError, match="a data mistake"):
+        train(tmp_path, "--tokenizer_type", "char", "--block_size", "32", "--max_train_samples", "50")
+    assert "tokenizer.json" in built[0]  # the run had written there
+    assert (sorted(path.name for path in output_dir.iterdir()) == ["notes.txt"]) if existing else not output_dir.exists()
