@@ -6,6 +6,7 @@ a batched `datasets.map`, so it is cached, shows a progress bar and runs on `pre
 """
 
 import logging
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,6 +191,13 @@ def load_raw_datasets(data_args: DataArguments, cache_dir: str | None = None) ->
     else:
         raise ValueError(f"--task {data_args.task} needs data: pass --dataset_name or --train_file.")
     if "validation" not in raw and data_args.validation_split_percentage > 0:
+        rows = len(raw["train"])
+        if math.ceil(rows * data_args.validation_split_percentage / 100) >= rows:  # no training row would be left
+            raise ValueError(
+                f"The training data has {rows} row(s): too few to hold out {data_args.validation_split_percentage}% "
+                "for validation and keep a row to train on. Pass more data, a --validation_file, a smaller "
+                "--validation_split_percentage, or --validation_split_percentage 0 to train without validation."
+            )
         # The tail, not a random sample: neighbouring rows (lines of one play, paragraphs of one topic) stay together.
         split = raw["train"].train_test_split(test_size=data_args.validation_split_percentage / 100, shuffle=False)
         raw = DatasetDict(train=split["train"], validation=split["test"])
@@ -215,6 +223,8 @@ def _load_file(path: str, data_args: DataArguments, cache_dir: str | None) -> Da
     if file.stat().st_size == 0:
         raise ValueError(f"Data file {path} is empty.")
     builder = LOADERS[file.suffix]
+    if builder != "parquet":
+        _check_utf8(file)
     kwargs = {}
     if builder == "text":
         if data_args.task != "lm":
@@ -228,6 +238,20 @@ def _load_file(path: str, data_args: DataArguments, cache_dir: str | None) -> Da
         if "corresponds to no data" in str(error):  # `datasets`' words for a file without rows (e.g. a header)
             raise ValueError(f"Data file {path} has no rows.") from error
         raise
+
+
+def _check_utf8(file: Path) -> None:
+    """Text formats are read as UTF-8; say where a file is not, rather than fail inside the reader (or, for some
+    encodings, read garbage)."""
+    with file.open("rb") as f:
+        for line_number, line in enumerate(f, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise ValueError(
+                    f"Data file {file} is not UTF-8: line {line_number} has byte 0x{line[error.start]:02x} at "
+                    f"column {error.start + 1} ({error.reason}). Save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)."
+                ) from None
 
 
 def _holds_data_list(file: Path) -> bool:

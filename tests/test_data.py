@@ -305,3 +305,28 @@ def test_answer_not_in_its_context(tmp_path):
         )
         == 1
     )
+
+
+def test_a_data_file_that_is_not_utf8_is_named_with_the_place_of_the_problem(tmp_path):
+    from hf_tinylm import training
+
+    for name, content in (("latin.txt", b"first line\ncaf\xe9 au lait\n"), ("latin.jsonl", b'{"text": "\xe9t\xe9"}\n')):
+        path = tmp_path / name
+        path.write_bytes(content)
+        line = 2 if name.endswith(".txt") else 1
+        with pytest.raises(ValueError, match=f"^Data file {path} is not UTF-8: line {line} has byte 0xe9 at column"):
+            training.main(["--train_file", str(path), "--output_dir", str(tmp_path / "out")])
+        assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("rows", "percentage"), [(1, 5), (3, 70)])
+def test_too_few_rows_to_hold_out_validation_say_which_flag_to_change(tmp_path, rows, percentage):
+    from hf_tinylm import training
+
+    path = tmp_path / "few.txt"
+    path.write_text("".join(f"line {i}\n" for i in range(rows)))
+    with pytest.raises(ValueError, match=f"has {rows} row\\(s\\): too few to hold out {percentage}% for validation"):
+        training.main(
+            ["--train_file", str(path), "--validation_split_percentage", str(percentage),
+             "--output_dir", str(tmp_path / "out")]
+        )  # fmt: skip
