@@ -256,7 +256,11 @@ class TinyRNNModel(TinyRNNPreTrainedModel):
                 )
             if cache is not None and cache.get_state(0) is not None:
                 mask_past_length = max(attention_mask.shape[1] - seq_length, 0)
-        check_model_inputs(self.config, input_ids, inputs_embeds, attention_mask, mask_past_length)
+        # Without past columns, a mask covers everything only if no state was carried in from an earlier call.
+        covers_everything = mask_past_length > 0 or cache is None or cache.get_state(0) is None
+        check_model_inputs(
+            self.config, input_ids, inputs_embeds, attention_mask, mask_past_length, covers_everything
+        )
 
         padding_mask = None
         if attention_mask is not None:

@@ -62,28 +62,35 @@ def check_model_inputs(
     inputs_embeds: torch.Tensor | None,
     attention_mask: torch.Tensor | None,
     past_length: int = 0,
+    mask_covers_everything: bool = True,
 ) -> None:
     """Fail early, naming the problem, on inputs that would otherwise crash deep inside a kernel or be silently wrong.
 
-    Checks token ids against the vocabulary, the total length against `max_position_embeddings` (when the config has
-    one and does not say how to extend it), and a 2D attention mask against the (batch, past + new tokens) shape.
-    Skipped while `torch.compile` traces, where data-dependent checks would break the graph.
+    Checks that there are tokens and that ids are integers inside the vocabulary, the total length against
+    `max_position_embeddings` (when the config has one and does not say how to extend it), a 2D attention mask
+    against the (batch, past + new tokens) shape and, when the mask covers every token the model has seen
+    (`mask_covers_everything`), that no row of it is empty. One device-to-host copy per call. Skipped while
+    `torch.compile` traces, where data-dependent checks would break the graph.
     """
     if torch.compiler.is_compiling():
         return
+    name = "input_ids" if input_ids is not None else "inputs_embeds"
     inputs = input_ids if input_ids is not None else inputs_embeds
     batch_size, seq_length = inputs.shape[:2]
+    if batch_size == 0 or seq_length == 0:
+        raise ValueError(
+            f"`{name}` has shape {tuple(inputs.shape)}: no tokens. Pass at least one row of at least one token."
+        )
+    scalars = []  # gathered on the device, copied to the host once
     if input_ids is not None:
         if input_ids.dim() != 2:
             raise ValueError(f"`input_ids` must have shape (batch, sequence), got {tuple(input_ids.shape)}.")
-        # One pass and one device-to-host copy (a synchronisation on an accelerator) per call.
-        low, high = torch.stack(torch.aminmax(input_ids)).tolist() if input_ids.numel() else (0, 0)
-        if low < 0 or high >= config.vocab_size:
-            bad = input_ids[(input_ids < 0) | (input_ids >= config.vocab_size)][0].item()
+        if input_ids.is_floating_point() or input_ids.is_complex() or input_ids.dtype == torch.bool:
             raise ValueError(
-                f"`input_ids` contains token id {bad}, outside the model's vocabulary of {config.vocab_size} "
-                "tokens. Was the input encoded with a different tokenizer?"
+                f"`input_ids` must hold integer token ids, got dtype {input_ids.dtype}: pass what the tokenizer "
+                "returns (`return_tensors='pt'`), or convert with `.long()`."
             )
+        scalars += torch.aminmax(input_ids)
     limit = context_limit(config)
     if limit is not None and past_length + seq_length > limit:
         raise ValueError(
@@ -91,6 +98,7 @@ def check_model_inputs(
             f"more than `max_position_embeddings` ({limit}). Truncate the input, or set `rope_parameters` to a "
             "scaling `rope_type` (e.g. 'dynamic' or 'linear') to extend the context."
         )
+    check_rows = attention_mask is not None and attention_mask.dim() == 2 and mask_covers_everything
     if attention_mask is not None and attention_mask.dim() == 2:
         expected = (batch_size, past_length + seq_length)
         if tuple(attention_mask.shape) != expected:
@@ -98,6 +106,25 @@ def check_model_inputs(
                 f"`attention_mask` has shape {tuple(attention_mask.shape)}, expected (batch, past + new tokens) = "
                 f"{expected}."
             )
+        if check_rows:
+            scalars.append((attention_mask != 0).sum(dim=1).min())
+    if not scalars:
+        return
+    values = torch.stack([scalar.long() for scalar in scalars]).tolist()
+    if input_ids is not None:
+        low, high = values[:2]
+        if low < 0 or high >= config.vocab_size:
+            bad = input_ids[(input_ids < 0) | (input_ids >= config.vocab_size)][0].item()
+            raise ValueError(
+                f"`input_ids` contains token id {bad}, outside the model's vocabulary of {config.vocab_size} "
+                "tokens. Was the input encoded with a different tokenizer?"
+            )
+    if check_rows and values[-1] == 0:
+        row = (attention_mask != 0).sum(dim=1).eq(0).nonzero()[0].item()
+        raise ValueError(
+            f"Row {row} of `attention_mask` is all zeros: that row has no tokens to attend to. Drop the row, or "
+            "give it at least one real token."
+        )
 
 
 def _readable(path: str) -> bool:

@@ -175,3 +175,23 @@ def test_generation_stops_at_the_context_limit_and_keeps_what_it_made(caplog):
 
     with pytest.raises(ValueError, match="The prompt is 24 tokens long; this model reads at most 24 tokens"):
         model.generate(torch.ones(1, 24, dtype=torch.long), max_new_tokens=1)
+
+
+@pytest.mark.parametrize("family", ["attention", "rnn"])
+def test_model_inputs_without_tokens_or_of_the_wrong_kind_fail_at_once(family):
+    from hf_tinylm import TinyAttentionConfig, TinyAttentionForCausalLM, TinyRNNConfig, TinyRNNForCausalLM
+
+    if family == "attention":
+        model = TinyAttentionForCausalLM(TinyAttentionConfig(vocab_size=30, hidden_size=8, num_attention_heads=2))
+    else:
+        model = TinyRNNForCausalLM(TinyRNNConfig(vocab_size=30, hidden_size=8))
+    ids = torch.ones(2, 3, dtype=torch.long)
+    with pytest.raises(ValueError, match="must hold integer token ids, got dtype torch.float32"):
+        model(ids.float())
+    with pytest.raises(ValueError, match=r"`input_ids` has shape \(1, 0\): no tokens"):
+        model(ids[:1, :0])
+    with pytest.raises(ValueError, match=r"`input_ids` has shape \(0, 3\): no tokens"):
+        model(ids[:0])
+    with pytest.raises(ValueError, match="Row 1 of `attention_mask` is all zeros"):
+        model(ids, attention_mask=torch.tensor([[1, 1, 1], [0, 0, 0]]))
+    model(ids, attention_mask=torch.tensor([[1, 1, 1], [0, 1, 1]]))  # padding is fine
