@@ -3,7 +3,8 @@
 Importing the package registers both model families with the Auto classes, and marks them for `auto_map` so a saved
 folder loads with `trust_remote_code=True` on machines where hf_tinylm is not installed. It also registers the
 translation, summarization and question-answering pipelines, so `pipeline("translation", model=model,
-tokenizer=tokenizer)` works in-process.
+tokenizer=tokenizer)` works in-process. Where PEFT is installed, it registers the attention family's default LoRA
+targets (`hf_tinylm.lora`), so `get_peft_model(model, LoraConfig(task_type="CAUSAL_LM"))` needs no `target_modules`.
 """
 
 import transformers
@@ -17,6 +18,7 @@ from transformers.pipelines import PIPELINE_REGISTRY, REMOVED_TASKS
 
 from .configuration_tiny_attention import TinyAttentionConfig
 from .configuration_tiny_rnn import TinyRNNConfig
+from .lora import LORA_TARGET_MODULES, RNN_LORA_TARGET_PARAMETERS, register_lora_targets
 from .modeling_tiny_attention import (
     TinyAttentionForCausalLM,
     TinyAttentionForQuestionAnswering,
@@ -65,6 +67,7 @@ def _register_pipelines() -> None:
 
 
 _register_pipelines()
+register_lora_targets()
 
 __all__ = [
     "TinyAttentionConfig",
@@ -80,4 +83,6 @@ __all__ = [
     "TinyLMTranslationPipeline",
     "TinyLMSummarizationPipeline",
     "TinyLMQuestionAnsweringPipeline",
+    "LORA_TARGET_MODULES",
+    "RNN_LORA_TARGET_PARAMETERS",
 ]

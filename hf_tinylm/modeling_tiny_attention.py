@@ -25,7 +25,7 @@ from .configuration_tiny_attention import TinyAttentionConfig
 # loaded file itself imports, and then requires all of theirs. (The pipeline code is used by `save_pretrained`.)
 from .pipelines_tinylm import custom_pipelines  # noqa: F401
 from .task_formats import CONFIG_KEY  # noqa: F401
-from .tinylm_common import HubReadyMixin, check_model_inputs, fit_generation_to_context, logits_positions
+from .tinylm_common import CheckedGeneration, HubReadyMixin, check_model_inputs, logits_positions
 from .tinylm_compat import accepts_cache_argument, cache_of, causal_mask, output_with_cache, rope_config
 
 
@@ -273,7 +273,9 @@ class TinyAttentionModel(TinyAttentionPreTrainedModel):
         hidden_states = inputs_embeds
         position_embeddings = self.rotary_emb(hidden_states, position_ids=position_ids)
         all_hidden_states, all_attentions = [], []
-        for layer in self.layers:
+        # The first `config.num_hidden_layers` blocks, as in Llama: early-exit self-speculation
+        # (`generate(..., assistant_early_exit=n)`) drafts tokens by lowering that number for a while.
+        for layer in self.layers[: self.config.num_hidden_layers]:
             all_hidden_states.append(hidden_states)
             hidden_states, attn_weights = layer(
                 hidden_states,
@@ -293,7 +295,7 @@ class TinyAttentionModel(TinyAttentionPreTrainedModel):
         )
 
 
-class TinyAttentionForCausalLM(TinyAttentionPreTrainedModel, GenerationMixin):
+class TinyAttentionForCausalLM(TinyAttentionPreTrainedModel, CheckedGeneration, GenerationMixin):
     """The decoder with a language-modelling head (tied to the input embedding unless the config says otherwise)."""
 
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
@@ -341,12 +343,6 @@ class TinyAttentionForCausalLM(TinyAttentionPreTrainedModel, GenerationMixin):
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
-
-    def generate(self, inputs=None, generation_config=None, **kwargs):
-        """`GenerationMixin.generate`, stopping at the end of the context: asked for more new tokens than fit after the
-        prompt, it generates what fits and warns, instead of failing at the limit and losing what it generated."""
-        kwargs = fit_generation_to_context(self, inputs, generation_config, kwargs)
-        return super().generate(inputs, generation_config, **kwargs)
 
 
 class TinyAttentionForQuestionAnswering(GenericForQuestionAnswering, TinyAttentionPreTrainedModel):

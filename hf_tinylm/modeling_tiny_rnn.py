@@ -22,7 +22,7 @@ from .configuration_tiny_rnn import TinyRNNConfig
 # loaded file itself imports, and then requires all of theirs. (The pipeline code is used by `save_pretrained`.)
 from .pipelines_tinylm import custom_pipelines  # noqa: F401
 from .task_formats import CONFIG_KEY  # noqa: F401
-from .tinylm_common import HubReadyMixin, check_model_inputs, logits_positions
+from .tinylm_common import CheckedGeneration, HubReadyMixin, check_model_inputs, logits_positions
 from .tinylm_compat import accepts_cache_argument, cache_of, init, output_with_cache
 
 RECURRENT_MODULES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -115,7 +115,7 @@ class TinyRNNLayer(GradientCheckpointingLayer):
             state = state.clone()
         if padding_mask is not None:
             output, new_state = self._forward_skipping_padding(hidden_states, state, padding_mask)
-        elif hidden_states.shape[1] == 1:
+        elif hidden_states.shape[1] == 1 and isinstance(self.rnn, nn.RNNBase):
             output, new_state = self._forward_one_step(hidden_states, state)
         else:
             output, final_state = self.rnn(hidden_states, self._to_module_state(state))
@@ -152,7 +152,11 @@ class TinyRNNLayer(GradientCheckpointingLayer):
         self, hidden_states: torch.Tensor, state: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """A decoding step as the cell function: two small matmuls. The sequence kernel computes the same, but on CPU
-        its oneDNN LSTM path pays a set-up cost per call many times the cost of one step."""
+        its oneDNN LSTM path pays a set-up cost per call many times the cost of one step.
+
+        It reads the module's weights itself, so it runs only while `self.rnn` is torch.nn's own module. A wrapper
+        changes the weights inside the module's forward alone (a PEFT LoRA adapter on the recurrent weights,
+        `target_parameters`, adds its update there): then the step goes through the module like a sequence."""
         inputs = hidden_states[:, 0]
         if state is None:
             batch_size = inputs.shape[0]
@@ -285,7 +289,7 @@ class TinyRNNModel(TinyRNNPreTrainedModel):
         )
 
 
-class TinyRNNForCausalLM(TinyRNNPreTrainedModel, GenerationMixin):
+class TinyRNNForCausalLM(TinyRNNPreTrainedModel, CheckedGeneration, GenerationMixin):
     """The recurrent layers with a language-modelling head (tied to the input embedding unless the config says
     otherwise). When `embedding_size != hidden_size`, `output_projection` maps the hidden state to the embedding width
     first, so the head keeps the embedding's shape whether or not it is tied."""

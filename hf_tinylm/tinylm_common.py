@@ -137,6 +137,56 @@ def _readable(path: str) -> bool:
         return False
 
 
+# What `generate()` drafts tokens with, to keep those the model agrees with and roll back to the last one kept.
+DRAFTING_ARGUMENTS = ("assistant_model", "prompt_lookup_num_tokens", "assistant_early_exit")
+
+
+class CheckedGeneration:
+    """`generate()`, with what would fail late or silently checked first, and the config left as it was found.
+
+    - Asked for more new tokens than the context holds after the prompt, it generates what fits, with a warning,
+      instead of failing at the limit and losing what it generated (`fit_generation_to_context`).
+    - A meaningless `num_beams` or `num_return_sequences` fails at once, not as an arithmetic error inside.
+    - Assisted generation, prompt-lookup decoding and early-exit self-speculation draft several tokens, then roll the
+      generating model and the assistant back to the last draft token accepted; a recurrent state (`_is_stateful`)
+      cannot be rolled back, whether its model generates or assists: refused up front. Early exit lowers
+      `config.num_hidden_layers` while it drafts; the number is put back even when generation stops with an error.
+
+    Both causal LMs inherit it before GenerationMixin: `class TinyXForCausalLM(TinyXPreTrainedModel,
+    CheckedGeneration, GenerationMixin)`.
+    """
+
+    def generate(self, inputs=None, generation_config=None, **kwargs):
+        settings = generation_config if generation_config is not None else self.generation_config
+        for name in ("num_beams", "num_return_sequences"):
+            value = kwargs.get(name, getattr(settings, name, 1))
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"`{name}` must be a positive whole number, got {value!r}.")
+        kwargs = fit_generation_to_context(self, inputs, generation_config, kwargs)
+        requested = [
+            name for name in DRAFTING_ARGUMENTS if kwargs.get(name, getattr(settings, name, None)) is not None
+        ]
+        if requested and self._is_stateful:
+            raise ValueError(
+                f"{type(self).__name__} is recurrent: its state cannot be rolled back to an earlier token, which "
+                "assisted generation, prompt-lookup decoding and early exit need to drop the draft tokens they "
+                f"reject. Generate without {', '.join(f'`{name}`' for name in requested)}."
+            )
+        assistant = kwargs.get("assistant_model")
+        if assistant is not None and getattr(assistant, "_is_stateful", False):
+            raise ValueError(
+                f"The assistant model ({type(assistant).__name__}) is recurrent: its state cannot be rolled back to an "
+                "earlier token, which assisted generation needs whenever the main model rejects a draft token. Use "
+                "an assistant without a recurrent state (a small attention model with the same tokenizer), or "
+                "generate without `assistant_model`."
+            )
+        num_hidden_layers = self.config.num_hidden_layers
+        try:
+            return super().generate(inputs, generation_config, **kwargs)
+        finally:
+            self.config.num_hidden_layers = num_hidden_layers
+
+
 class HubReadyMixin:
     """Makes `save_pretrained` write a folder that uploads to the Hub as is and works where hf_tinylm is not installed.
 

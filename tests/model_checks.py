@@ -32,6 +32,15 @@ def left_pad(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     return ids, mask
 
 
+def step_by_step_argmax(model, ids: torch.Tensor, steps: int) -> torch.Tensor:
+    """Greedy decoding the slow way: a full forward pass without a cache for every new token."""
+    with torch.no_grad():
+        for _ in range(steps):
+            next_id = model(ids, use_cache=False).logits[:, -1].argmax(-1, keepdim=True)
+            ids = torch.cat([ids, next_id], dim=1)
+    return ids
+
+
 class CausalLMChecks:
     """Checks every hf_tinylm causal LM must pass. `make_config` returns a tiny config with vocab_size=VOCAB."""
 
@@ -141,17 +150,10 @@ class CausalLMChecks:
 
     # ---- generation ----------------------------------------------------------------------------------------
 
-    def _step_by_step_argmax(self, model, ids, steps):
-        with torch.no_grad():
-            for _ in range(steps):
-                next_id = model(ids, use_cache=False).logits[:, -1].argmax(-1, keepdim=True)
-                ids = torch.cat([ids, next_id], dim=1)
-        return ids
-
     def test_cached_greedy_generation_equals_uncached_argmax(self):
         model = self.make_model()
         prompt = random_ids(2, 6)
-        expected = self._step_by_step_argmax(model, prompt, 8)
+        expected = step_by_step_argmax(model, prompt, 8)
         cached = model.generate(prompt, max_new_tokens=8, do_sample=False, use_cache=True)
         uncached = model.generate(prompt, max_new_tokens=8, do_sample=False, use_cache=False)
         assert torch.equal(cached, expected)
@@ -203,7 +205,7 @@ class CausalLMChecks:
         assert beams.shape == (4, 11)
         # With one beam, beam search is greedy search: the cache reordering must not change anything.
         one_beam = model.generate(prompt, max_new_tokens=6, num_beams=1, do_sample=False)
-        assert torch.equal(one_beam, self._step_by_step_argmax(model, prompt, 6))
+        assert torch.equal(one_beam, step_by_step_argmax(model, prompt, 6))
 
     def test_beam_search_with_cache_equals_without(self):
         model = self.make_model()

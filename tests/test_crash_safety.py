@@ -195,3 +195,16 @@ def test_model_inputs_without_tokens_or_of_the_wrong_kind_fail_at_once(family):
     with pytest.raises(ValueError, match="Row 1 of `attention_mask` is all zeros"):
         model(ids, attention_mask=torch.tensor([[1, 1, 1], [0, 0, 0]]))
     model(ids, attention_mask=torch.tensor([[1, 1, 1], [0, 1, 1]]))  # padding is fine
+
+
+@pytest.mark.parametrize("family", ["attention", "rnn"])
+@pytest.mark.parametrize(("name", "value"), [("num_beams", 0), ("num_beams", -2), ("num_return_sequences", 0)])
+def test_meaningless_generation_counts_fail_at_our_boundary(family, name, value):
+    from hf_tinylm import TinyAttentionConfig, TinyAttentionForCausalLM, TinyRNNConfig, TinyRNNForCausalLM
+
+    if family == "attention":
+        model = TinyAttentionForCausalLM(TinyAttentionConfig(vocab_size=30, hidden_size=8, num_attention_heads=2))
+    else:
+        model = TinyRNNForCausalLM(TinyRNNConfig(vocab_size=30, hidden_size=8))
+    with pytest.raises(ValueError, match=f"`{name}` must be a positive whole number, got {value}"):
+        model.generate(torch.ones(1, 3, dtype=torch.long), max_new_tokens=2, **{name: value})
