@@ -25,14 +25,17 @@ def check_model_inputs(
     inputs_embeds: torch.Tensor | None,
     attention_mask: torch.Tensor | None,
     past_length: int = 0,
+    position_ids: torch.Tensor | None = None,
 ) -> None:
     """Fail early, naming the problem, on inputs that would otherwise crash deep inside a kernel or be silently wrong.
 
-    Checks token ids against the vocabulary, the total length against `max_position_embeddings` (when the config has
+    Checks token ids against the vocabulary, the positions against `max_position_embeddings` (when the config has
     one and does not say how to extend it), and a 2D attention mask against the (batch, past + new tokens) shape.
-    Skipped while `torch.compile` traces, where data-dependent checks would break the graph.
+    The positions are the given `position_ids` (packed rows restart them at each document, so a row may be longer
+    than the limit), else past + new tokens. Skipped while `torch.compile` or the ONNX exporter traces, where
+    data-dependent checks would break the graph.
     """
-    if torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
         return
     inputs = input_ids if input_ids is not None else inputs_embeds
     batch_size, seq_length = inputs.shape[:2]
@@ -48,7 +51,16 @@ def check_model_inputs(
                 "tokens. Was the input encoded with a different tokenizer?"
             )
     limit = context_limit(config)
-    if limit is not None and past_length + seq_length > limit:
+    if limit is not None and position_ids is not None and position_ids.numel():
+        last_position = int(position_ids.max())
+        if last_position >= limit:
+            raise ValueError(
+                f"`position_ids` reach position {last_position}, beyond `max_position_embeddings` ({limit} "
+                "positions, 0 to "
+                f"{limit - 1}). Truncate the input (or each packed document), or set `rope_parameters` to a scaling "
+                "`rope_type` (e.g. 'dynamic' or 'linear') to extend the context."
+            )
+    elif limit is not None and past_length + seq_length > limit:
         raise ValueError(
             f"The sequence is {past_length + seq_length} tokens long ({past_length} cached + {seq_length} new), "
             f"more than `max_position_embeddings` ({limit}). Truncate the input, or set `rope_parameters` to a "
