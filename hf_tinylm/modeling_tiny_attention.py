@@ -256,20 +256,21 @@ class TinyAttentionModel(TinyAttentionPreTrainedModel):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
         past_length = cache.get_seq_length() if cache is not None else 0
-        check_model_inputs(self.config, input_ids, inputs_embeds, attention_mask, past_length)
+        check_model_inputs(self.config, input_ids, inputs_embeds, attention_mask, past_length, position_ids=position_ids)
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)
         use_cache = self.config.use_cache if use_cache is None else use_cache
         output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
-        if use_cache and cache is None:
-            cache = DynamicCache(config=self.config)
         if position_ids is None:
             position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + past_length
             position_ids = position_ids.unsqueeze(0)
-
+        # Built before this call's own (empty) cache exists: without a mask and a cache passed in, transformers then
+        # reads packed documents from `position_ids` (padding-free training) and keeps attention within each.
         mask = causal_mask(self.config, inputs_embeds, attention_mask, cache, position_ids, past_length)
+        if use_cache and cache is None:
+            cache = DynamicCache(config=self.config)
         hidden_states = inputs_embeds
         position_embeddings = self.rotary_emb(hidden_states, position_ids=position_ids)
         all_hidden_states, all_attentions = [], []

@@ -4,7 +4,9 @@ Training and prefill run whole sequences through `nn.RNN` / `nn.LSTM` / `nn.GRU`
 a one-token decoding step runs the matching cell function. Each layer's final state (h, and c for the LSTM) lives in a
 `RecurrentStateCache` (a transformers `Cache`), batch first, so a decoding step costs the same at any context length
 and beam search reorders the state like any other cache. Padding never reaches the state: each row's real tokens are moved to the front and
-packed, so a left-, right- or mid-padded row ends in exactly the state of its unpadded self.
+packed, so a left-, right- or mid-padded row ends in exactly the state of its unpadded self. Rows that pack several
+documents (`position_ids` restarting at 0, as padding-free training passes them) are split into one row per document,
+so no state crosses a document boundary.
 """
 
 import torch
@@ -82,6 +84,57 @@ class RecurrentStateCache(Cache):
         self.states = [None if state is None else function(state) for state in self.states]
 
 
+class PackedDocuments:
+    """The documents of packed rows, each moved to a row of its own, so every document's state starts from zeros.
+
+    A document starts at each real token whose position id is 0 and that has a real token before it in its row (as
+    padding-free training packs them: `position_ids` [[0, 1, 2, 0, 1]]); a row's first document continues the
+    cached state, as an unpacked row does. Tokens keep their order; each document row is right-padded, so the
+    layers' padding path runs it.
+    """
+
+    def __init__(self, starts: torch.Tensor, real: torch.Tensor):
+        batch_size, seq_length = starts.shape
+        index_in_row = starts.long().cumsum(dim=1)
+        per_row = index_in_row[:, -1] + 1
+        self.first = per_row.cumsum(dim=0) - per_row  # each row's first document
+        self.last = self.first + per_row - 1
+        self.document = self.first.unsqueeze(1) + index_in_row
+        positions = torch.arange(seq_length, device=starts.device).expand(batch_size, seq_length)
+        self.column = positions - torch.where(starts, positions, 0).cummax(dim=1).values
+        self.count = int(per_row.sum())
+        self.padding_mask = self.split(real)
+
+    @staticmethod
+    def find(position_ids: torch.Tensor, real: torch.Tensor) -> "PackedDocuments | None":
+        """The packed documents of these rows; None when no row holds more than one."""
+        starts = real & (position_ids.expand_as(real) == 0) & (real.long().cumsum(dim=1) > 1)
+        return PackedDocuments(starts, real) if starts.any() else None
+
+    def split(self, rows: torch.Tensor) -> torch.Tensor:
+        """(batch, seq, ...) -> (documents, seq, ...), zeros after each document's end."""
+        documents = rows.new_zeros(self.count, *rows.shape[1:])
+        return documents.index_put((self.document, self.column), rows)
+
+    def join(self, documents: torch.Tensor) -> torch.Tensor:
+        return documents[self.document, self.column]
+
+    def split_cache(self, cache: RecurrentStateCache) -> RecurrentStateCache:
+        """A cache for the document rows: each row's first document starts from the row's state, the others from
+        zeros."""
+        documents = RecurrentStateCache(len(cache))
+        for layer_idx, state in enumerate(cache.states):
+            if state is not None:
+                zeros = state.new_zeros(self.count, *state.shape[1:])
+                documents.set_state(zeros.index_copy(0, self.first, state), layer_idx)
+        return documents
+
+    def join_cache(self, documents: RecurrentStateCache, cache: RecurrentStateCache) -> None:
+        """Each row's state is that of its last document."""
+        for layer_idx, state in enumerate(documents.states):
+            cache.set_state(state[self.last], layer_idx)
+
+
 class TinyRNNLayer(GradientCheckpointingLayer):
     """One recurrent layer (a single-layer fused torch.nn module) whose state is read from and written back to the
     cache, followed by dropout.
@@ -134,14 +187,18 @@ class TinyRNNLayer(GradientCheckpointingLayer):
         state (packing needs at least one step per row, so that row runs one step whose result is discarded).
         """
         seq_length = hidden_states.shape[1]
-        lengths = padding_mask.sum(dim=1)
-        order = torch.argsort(padding_mask.to(torch.int8), dim=1, descending=True, stable=True)
-        front_loaded = hidden_states.gather(1, order.unsqueeze(-1).expand_as(hidden_states))
+        real = padding_mask.long()
+        lengths = real.sum(dim=1)
+        # Where each token goes when the real tokens move to the front in order and the pads follow them: a
+        # permutation computed with cumulative sums (no sort, so it also traces for ONNX export).
+        destination = torch.where(
+            padding_mask, real.cumsum(dim=1) - 1, lengths.unsqueeze(1) + (1 - real).cumsum(dim=1) - 1
+        ).unsqueeze(-1)
+        front_loaded = torch.zeros_like(hidden_states).scatter(1, destination.expand_as(hidden_states), hidden_states)
         packed = pack_padded_sequence(front_loaded, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
         packed_output, final_state = self.rnn(packed, self._to_module_state(state))
         front_output, _ = pad_packed_sequence(packed_output, batch_first=True, total_length=seq_length)
-        back_in_place = torch.argsort(order, dim=1).unsqueeze(-1).expand_as(front_output)
-        output = front_output.gather(1, back_in_place) * padding_mask.unsqueeze(-1)
+        output = front_output.gather(1, destination.expand_as(front_output)) * padding_mask.unsqueeze(-1)
 
         new_state = self._to_cache_state(final_state)
         previous_state = state if state is not None else torch.zeros_like(new_state)
@@ -227,6 +284,7 @@ class TinyRNNModel(TinyRNNPreTrainedModel):
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
         cache: RecurrentStateCache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
@@ -235,8 +293,10 @@ class TinyRNNModel(TinyRNNPreTrainedModel):
     ) -> BaseModelOutputWithPast:
         r"""`attention_mask` (batch, seq) is 1 at tokens and 0 at padding, which never touches the state. When `cache`
         already holds a state, the mask may also cover the cached tokens (as `generate()` passes it): only its last
-        `seq` columns are read, the past being folded into the state. `use_cache` defaults to the config's outside
-        training. `hidden_states` (with `output_hidden_states`) are the embeddings and each layer's output."""
+        `seq` columns are read, the past being folded into the state. `position_ids` (batch or 1, seq) only mark where
+        packed documents start (a 0 after a real token of the row, as padding-free training passes them): each
+        document then runs from a zero state, as if alone (`PackedDocuments`). `use_cache` defaults to the config's
+        outside training. `hidden_states` (with `output_hidden_states`) are the embeddings and each layer's output."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
         if use_cache is None:
@@ -266,19 +326,43 @@ class TinyRNNModel(TinyRNNPreTrainedModel):
             self.config, input_ids, inputs_embeds, attention_mask, mask_past_length, covers_everything
         )
 
+        tracing = torch.jit.is_tracing() or torch.compiler.is_exporting()
+        if torch.compiler.is_exporting() and attention_mask is not None:
+            raise NotImplementedError(
+                "torch.export cannot trace the recurrent padding path (packed sequences have data-dependent sizes), "
+                "so `torch.onnx.export(..., dynamo=True)` cannot export this model with an attention mask: export "
+                "with `dynamo=False` (the TorchScript exporter), which keeps the padding path and dynamic axes."
+            )
+        if tracing and position_ids is not None:
+            raise NotImplementedError("Packed documents (`position_ids`) cannot be exported: export without them.")
         padding_mask = None
         if attention_mask is not None:
             new_tokens_mask = attention_mask[:, mask_past_length:].bool()
-            if not new_tokens_mask.all():
+            # Traced for export: always the padding path, which also runs unpadded rows right.
+            if tracing or not new_tokens_mask.all():
                 padding_mask = new_tokens_mask
+        documents = None
+        if position_ids is not None and seq_length > 1:
+            inputs = input_ids if input_ids is not None else inputs_embeds
+            real = padding_mask if padding_mask is not None else inputs.new_ones(inputs.shape[:2], dtype=torch.bool)
+            documents = PackedDocuments.find(position_ids, real)
 
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)
         hidden_states = self.dropout(inputs_embeds)
         all_hidden_states = [hidden_states]
+        layer_cache = cache
+        if documents is not None:
+            hidden_states, padding_mask = documents.split(hidden_states), documents.padding_mask
+            layer_cache = documents.split_cache(cache) if cache is not None else None
         for layer in self.layers:
-            hidden_states = layer(hidden_states, padding_mask=padding_mask, cache=cache, **kwargs)
+            hidden_states = layer(hidden_states, padding_mask=padding_mask, cache=layer_cache, **kwargs)
             all_hidden_states.append(hidden_states)
+        if documents is not None:
+            all_hidden_states[1:] = [documents.join(states) for states in all_hidden_states[1:]]
+            hidden_states = all_hidden_states[-1]
+            if cache is not None:
+                documents.join_cache(layer_cache, cache)
         if cache is not None:
             cache.seen_tokens += seq_length
         return output_with_cache(
@@ -312,6 +396,7 @@ class TinyRNNForCausalLM(TinyRNNPreTrainedModel, CheckedGeneration, GenerationMi
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
         cache: RecurrentStateCache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
@@ -324,6 +409,7 @@ class TinyRNNForCausalLM(TinyRNNPreTrainedModel, CheckedGeneration, GenerationMi
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
+            position_ids=position_ids,
             cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,

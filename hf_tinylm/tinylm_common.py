@@ -63,16 +63,19 @@ def check_model_inputs(
     attention_mask: torch.Tensor | None,
     past_length: int = 0,
     mask_covers_everything: bool = True,
+    position_ids: torch.Tensor | None = None,
 ) -> None:
     """Fail early, naming the problem, on inputs that would otherwise crash deep inside a kernel or be silently wrong.
 
-    Checks that there are tokens and that ids are integers inside the vocabulary, the total length against
+    Checks that there are tokens and that ids are integers inside the vocabulary, the positions against
     `max_position_embeddings` (when the config has one and does not say how to extend it), a 2D attention mask
     against the (batch, past + new tokens) shape and, when the mask covers every token the model has seen
-    (`mask_covers_everything`), that no row of it is empty. One device-to-host copy per call. Skipped while
-    `torch.compile` traces, where data-dependent checks would break the graph.
+    (`mask_covers_everything`), that no row of it is empty. The positions are the given `position_ids` (packed rows
+    restart them at each document, so a row may be longer than the limit), else past + new tokens. One
+    device-to-host copy per call. Skipped while `torch.compile` or the ONNX exporter traces, where data-dependent
+    checks would break the graph.
     """
-    if torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
         return
     name = "input_ids" if input_ids is not None else "inputs_embeds"
     inputs = input_ids if input_ids is not None else inputs_embeds
@@ -92,7 +95,10 @@ def check_model_inputs(
             )
         scalars += torch.aminmax(input_ids)
     limit = context_limit(config)
-    if limit is not None and past_length + seq_length > limit:
+    check_positions = limit is not None and position_ids is not None and position_ids.numel() > 0
+    if check_positions:
+        scalars.append(position_ids.max())
+    elif limit is not None and past_length + seq_length > limit:
         raise ValueError(
             f"The sequence is {past_length + seq_length} tokens long ({past_length} cached + {seq_length} new), "
             f"more than `max_position_embeddings` ({limit}). Truncate the input, or set `rope_parameters` to a "
@@ -111,6 +117,12 @@ def check_model_inputs(
     if not scalars:
         return
     values = torch.stack([scalar.long() for scalar in scalars]).tolist()
+    if check_positions and values[len(values) - 1 - check_rows] >= limit:
+        raise ValueError(
+            f"`position_ids` reach position {values[len(values) - 1 - check_rows]}, beyond `max_position_embeddings` "
+            f"({limit} positions, 0 to {limit - 1}). Truncate the input (or each packed document), or set "
+            "`rope_parameters` to a scaling `rope_type` (e.g. 'dynamic' or 'linear') to extend the context."
+        )
     if input_ids is not None:
         low, high = values[:2]
         if low < 0 or high >= config.vocab_size:

@@ -3,8 +3,10 @@
 Both kinds are plain `tokenizers` pipelines wrapped as a fast tokenizer, so a saved folder loads with
 `AutoTokenizer.from_pretrained(folder)` and nothing from hf_tinylm. Neither adds special tokens on its own: training
 code appends eos where an example ends, and a prompt is tokenized exactly as `task_formats.build_prompt` wrote it.
-Both are lossless: `decode(encode(text)) == text` for any Unicode string, because no normalizer rewrites the input and
-every character is either in the vocabulary or spelled as its UTF-8 bytes.
+Both carry `CHAT_TEMPLATE`, so conversational data (lists of `{"role", "content"}` messages) formats with
+`apply_chat_template`, and TRL's `SFTTrainer(..., args=SFTConfig(assistant_only_loss=True))` can mask all but the
+assistant's words. Both are lossless: `decode(encode(text)) == text` for any Unicode string, because no normalizer
+rewrites the input and every character is either in the vocabulary or spelled as its UTF-8 bytes.
 """
 
 import hashlib
@@ -22,6 +24,20 @@ TOKENIZER_TYPES = ("bpe", "char")
 SPECIAL_TOKENS = {"pad_token": "<|pad|>", "bos_token": "<|bos|>", "eos_token": "<|eos|>", "unk_token": "<|unk|>"}
 _ALL_SPECIAL = [*SPECIAL_TOKENS.values(), *ADDITIONAL_SPECIAL_TOKENS]
 _BYTE_TOKENS = [f"<0x{byte:02X}>" for byte in range(256)]
+
+# Each turn is "<|bos|>{role}\n{content}<|eos|>", written with the tokenizer's own bos/eos so a reused tokenizer
+# (`tokenizer.chat_template = CHAT_TEMPLATE`) works too. The assistant's content and its end-of-turn eos lie inside
+# `{% generation %}`: `return_assistant_tokens_mask` marks exactly those tokens, so the model learns to stop, and
+# `generate()` stops at the eos. `add_generation_prompt` opens an assistant turn.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ bos_token + message['role'] + '\n' }}"
+    "{% if message['role'] == 'assistant' %}"
+    "{% generation %}{{ message['content'] + eos_token }}{% endgeneration %}"
+    "{% else %}{{ message['content'] + eos_token }}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ bos_token + 'assistant\n' }}{% endif %}"
+)
 
 
 def train_tokenizer(
@@ -71,6 +87,7 @@ def train_tokenizer(
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         clean_up_tokenization_spaces=False,
+        chat_template=CHAT_TEMPLATE,
         extra_special_tokens=list(ADDITIONAL_SPECIAL_TOKENS),
         **SPECIAL_TOKENS,
     )
