@@ -256,7 +256,9 @@ class TinyAttentionModel(TinyAttentionPreTrainedModel):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
         past_length = cache.get_seq_length() if cache is not None else 0
-        check_model_inputs(self.config, input_ids, inputs_embeds, attention_mask, past_length, position_ids=position_ids)
+        check_model_inputs(
+            self.config, input_ids, inputs_embeds, attention_mask, past_length, position_ids=position_ids
+        )
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)
         use_cache = self.config.use_cache if use_cache is None else use_cache
