@@ -83,6 +83,8 @@ class TinyLMGenerationPipeline(TextOnly, Pipeline):
         """Generate for a string, a list of strings (one record each), a dataset or a generator (streamed)."""
         if isinstance(inputs, collections.abc.Sequence) and not isinstance(inputs, (str, list)):
             inputs = list(inputs)  # tuples, `datasets` columns
+        if isinstance(inputs, list) and not inputs:
+            return []
         result = super().__call__(inputs, **kwargs)
         if isinstance(inputs, list) and all(len(records) == 1 for records in result):
             return [records[0] for records in result]

@@ -213,6 +213,7 @@ def test_generation_pipeline_refuses_other_models_and_empty_inputs(tokenizer):
         pipe("  ")
     with pytest.raises(TypeError, match="takes strings"):
         pipe([3])
+    assert pipe([]) == [] and pipe(()) == []
     with pytest.raises(ValueError, match="`max_new_tokens` or its classic name"):
         pipe(SOURCE, max_length=3, max_new_tokens=3)
 
