@@ -55,6 +55,7 @@ def test_export_is_a_plain_llama_that_computes_and_translates_as_the_original(to
         "model.safetensors",
         "tokenizer.json",
         "tokenizer_config.json",
+        "chat_template.jinja",
         "README.md",
         "eval_results.json",
         *PIPELINE_FILES,
