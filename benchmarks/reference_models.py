@@ -115,9 +115,11 @@ def prepare_babi(out: Path | None = None, limit: int | None = None) -> dict[str,
     return files
 
 
-def split_squad_by_article(out: Path | None = None, train_articles: int = SQUAD_TRAIN_ARTICLES, limit: int | None = None):
-    """SQuAD v1.1 dev split by article: the first `train_articles` to train on, the rest held out (SQuAD layout)."""
+def split_squad_by_article(out: Path | None = None, train_articles: int | None = None, limit: int | None = None):
+    """SQuAD v1.1 dev split by article: the first `train_articles` (default SQUAD_TRAIN_ARTICLES) to train on, the
+    rest held out (SQuAD layout)."""
     out = Path(out or PREPARED)
+    train_articles = SQUAD_TRAIN_ARTICLES if train_articles is None else train_articles
     squad = json.loads((SHARED_DATA / "squad" / "dev-v1.1.json").read_text(encoding="utf-8"))
     articles = squad["data"]
     parts = {"train": articles[:train_articles], "heldout": articles[train_articles:]}

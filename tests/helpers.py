@@ -7,7 +7,9 @@ import sys
 import textwrap
 from pathlib import Path
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# Small slices of the shared data sets, in their own layouts and under their own paths (tests/fixtures/README.md;
+# scripts/make_test_fixtures.py cuts them from ../shared/data, which only the benchmarks read).
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 # Installed first in the child interpreter: makes `import hf_tinylm` fail as on a machine without the package.
 _BLOCK_HF_TINYLM = """

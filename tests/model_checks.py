@@ -11,7 +11,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForQuestionAnswering, Trainer, TrainingArguments
 
-from tests.helpers import SHARED_DATA, run_without_hf_tinylm
+from tests import training_data
+from tests.helpers import run_without_hf_tinylm
 
 VOCAB = 97
 PAD = 0
@@ -43,8 +44,6 @@ def step_by_step_argmax(model, ids: torch.Tensor, steps: int) -> torch.Tensor:
 
 class CausalLMChecks:
     """Checks every hf_tinylm causal LM must pass. `make_config` returns a tiny config with vocab_size=VOCAB."""
-
-    supports_static_cache = True
 
     def make_config(self, **overrides):
         raise NotImplementedError
@@ -124,10 +123,7 @@ class CausalLMChecks:
         torch.testing.assert_close(summed_over_40, mean_loss * tokens_with_loss / 40)
 
     def test_trainer_reduces_loss_on_real_text(self, tmp_path):
-        text_file = SHARED_DATA / "tinyshakespeare" / "input.txt"
-        if not text_file.exists():
-            pytest.skip(f"{text_file} not found (../shared/data is laid beside the repository)")
-        text = text_file.read_text()[:20_000]
+        text = training_data.shakespeare(20_000)
         ids = torch.tensor([min(ord(c), VOCAB - 1) for c in text])
         blocks = ids[: len(ids) // 32 * 32].view(-1, 32)
         dataset = [{"input_ids": b, "labels": b} for b in blocks]
@@ -224,8 +220,6 @@ class CausalLMChecks:
         assert torch.equal(from_embeds, from_ids[:, -5:])
 
     def test_static_cache_equals_dynamic_cache(self):
-        if not self.supports_static_cache:
-            pytest.skip("this family keeps a fixed-size recurrent state; there is no separate static cache")
         model = self.make_model()
         prompt = random_ids(2, 6)
         dynamic = model.generate(prompt, max_new_tokens=7, do_sample=False)

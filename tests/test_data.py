@@ -12,9 +12,6 @@ from hf_tinylm.evaluation import extractive_answers
 from hf_tinylm.task_formats import QA_NO_ANSWER_INDEX, SEPARATOR, build_prompt, build_truncated_prompt
 from hf_tinylm.tokenization import train_tokenizer
 from tests import training_data
-from tests.training_data import requires_shared_data
-
-pytestmark = requires_shared_data
 
 
 def load(tmp_path, **kwargs) -> DatasetDict:

@@ -4,13 +4,17 @@
 import base64
 import json
 import threading
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
+from unittest import mock
 
 import pytest
 import torch
-from huggingface_hub import HfApi, ModelCard
+from huggingface_hub import HfApi, ModelCard, constants, get_session, set_client_factory
+from huggingface_hub.errors import OfflineModeIsEnabled
+from huggingface_hub.utils import _http
 from transformers.utils.hub import PushToHubMixin
 
 from hf_tinylm import TinyAttentionConfig, TinyAttentionForQuestionAnswering, TinyRNNConfig, TinyRNNForCausalLM
@@ -190,6 +194,34 @@ class StandInHub(BaseHTTPRequestHandler):
         self._reply({"error": f"the stand-in Hub does not serve {path}"}, status=404)
 
 
+@contextmanager
+def reachable_when_offline(host: str, port: int):
+    """huggingface_hub refuses every request under HF_HUB_OFFLINE=1, one to 127.0.0.1 too: the request hook of its
+    shared HTTP client raises OfflineModeIsEnabled before anything is sent. While this is active, the hook lets requests
+    to host:port through as if online (and still does the rest of its work); every other request is refused as
+    before."""
+    previous = _http._GLOBAL_CLIENT_FACTORY
+
+    def client_factory():
+        client = previous()
+        hooks = client.event_hooks["request"]
+
+        def hook(request):
+            if (request.url.host, request.url.port) == (host, port):
+                with mock.patch.object(constants, "HF_HUB_OFFLINE", False):
+                    return [run(request) for run in hooks]
+            return [run(request) for run in hooks]
+
+        client.event_hooks = {**client.event_hooks, "request": [hook]}
+        return client
+
+    set_client_factory(client_factory)  # closes the shared client; the next request makes one with the hook
+    try:
+        yield
+    finally:
+        set_client_factory(previous)
+
+
 @pytest.fixture
 def hub():
     server = ThreadingHTTPServer(("127.0.0.1", 0), StandInHub)
@@ -197,9 +229,20 @@ def hub():
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     server.endpoint = f"http://127.0.0.1:{server.server_port}"
-    yield server
+    with reachable_when_offline("127.0.0.1", server.server_port):
+        yield server
     server.shutdown()
     server.server_close()
+
+
+def test_offline_mode_lets_only_the_stand_in_hub_through(hub, monkeypatch):
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    response = get_session().post(f"{hub.endpoint}/api/validate-yaml", json={"content": "", "repoType": "model"})
+    assert response.status_code == 200 and response.json() == {"errors": [], "warnings": []}
+    with pytest.raises(OfflineModeIsEnabled):
+        get_session().get("https://huggingface.co/api/whoami-v2")
+    with pytest.raises(OfflineModeIsEnabled):
+        get_session().get(f"http://127.0.0.1:{hub.server_port + 1}/api/whoami-v2")
 
 
 def folder_contents(folder):

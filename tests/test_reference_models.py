@@ -1,5 +1,6 @@
-"""The reference-model recipes (benchmarks/reference_models.py) on tiny slices of the real data files, the bAbI
-converter on real lines, and the committed reference model cards (metadata parses, model-index = eval_results.json).
+"""The reference-model recipes (benchmarks/reference_models.py) on tiny slices of the real data files (the committed
+fixtures, tests/fixtures/, laid out as ../shared/data is), the bAbI converter on real lines, and the committed
+reference model cards (metadata parses, model-index = eval_results.json).
 """
 
 import importlib.util
@@ -12,13 +13,13 @@ import pytest
 from hf_tinylm.hub import validate_model_card
 from hf_tinylm.training import TimeBudgetCallback, TinyLMTrainingArguments
 from tests import training_data
-from tests.helpers import SHARED_DATA
+from tests.helpers import FIXTURES
 
 ROOT = Path(__file__).resolve().parents[1]
-BABI = SHARED_DATA / "babi" / "en"
-requires_data = pytest.mark.skipif(
-    not SHARED_DATA.is_dir(), reason=f"the shared data sets are not at {SHARED_DATA} (they are laid beside the repo)"
-)
+BABI = FIXTURES / "babi" / "en"
+BABI_QUESTIONS = 50  # per fixture file (whole stories; the full files hold 1,000 each)
+# The fixture holds the first 3 SQuAD articles (the full dev set 48, of which the recipe trains on 40): 2 train.
+SQUAD_TRAIN_ARTICLES = 2
 # A few steps of the smallest model, on a few rows: the plumbing, not the quality.
 TINY = [
     "--model_size", "tiny", "--max_steps", "2", "--max_train_samples", "24", "--max_eval_samples", "4",
@@ -40,18 +41,18 @@ recipe = _load_recipe()
 
 @pytest.fixture
 def prepared(tmp_path, monkeypatch):
-    """Recipes read their converted data from a temporary folder and run from the repository root."""
-    monkeypatch.setattr(recipe, "SHARED_DATA", SHARED_DATA)
+    """Recipes read the fixtures, write their converted data to a temporary folder and run from the repository root."""
+    monkeypatch.setattr(recipe, "SHARED_DATA", FIXTURES)
+    monkeypatch.setattr(recipe, "SQUAD_TRAIN_ARTICLES", SQUAD_TRAIN_ARTICLES)
     monkeypatch.setattr(recipe, "PREPARED", tmp_path / "data")
     monkeypatch.chdir(ROOT)
     with training_data.one_torch_thread():
         yield tmp_path
 
 
-@requires_data
 def test_babi_converter_points_at_the_supporting_fact():
     rows = recipe.babi_examples(BABI / "qa1_single-supporting-fact_train.txt", "qa1")
-    assert len(rows) == 1000
+    assert len(rows) == BABI_QUESTIONS
     first = rows[0]  # story: "Mary moved to the bathroom. John went to the hallway." -> "Where is Mary?"
     assert first["context"] == "Mary moved to the bathroom. John went to the hallway."
     assert (first["question"], first["answers"]["text"]) == ("Where is Mary?", ["bathroom"])
@@ -62,7 +63,7 @@ def test_babi_converter_points_at_the_supporting_fact():
 
     # qa2 "Where is the football?": the location is in the later supporting fact, not the first mention.
     rows = recipe.babi_examples(BABI / "qa2_two-supporting-facts_test.txt", "qa2")
-    assert len(rows) == 1000
+    assert len(rows) == BABI_QUESTIONS
     for row in rows[:50]:
         start, answer = row["answers"]["answer_start"][0], row["answers"]["text"][0]
         assert row["context"][start : start + len(answer)] == answer
@@ -75,13 +76,12 @@ def test_babi_converter_points_at_the_supporting_fact():
     assert rows[0]["context"][sentence_start:].startswith(fact)
 
 
-@requires_data
 def test_data_preparation_writes_what_train_py_reads(prepared):
     files = recipe.prepare_babi(prepared / "data", limit=5)
     assert len(files["train"].read_text().splitlines()) == 15
     squad = recipe.split_squad_by_article(prepared / "data", limit=1)
     held_out = json.loads(squad["heldout"].read_text())
-    full = json.loads((SHARED_DATA / "squad" / "dev-v1.1.json").read_text())
+    full = json.loads((FIXTURES / "squad" / "dev-v1.1.json").read_text())
     assert held_out["data"][0]["title"] == full["data"][recipe.SQUAD_TRAIN_ARTICLES]["title"]
     mt = recipe.prepare_multi30k(prepared / "data", limit=3)
     assert json.loads(mt["test2016"].read_text().splitlines()[0]) == {
@@ -107,7 +107,6 @@ def test_time_budget_schedules_the_rate_over_time():
     assert scales[2] == pytest.approx(0.55) and scales[3] == pytest.approx(0.1)
 
 
-@requires_data
 @pytest.mark.parametrize(
     "name",
     ["lm-lstm-shakespeare", "qa-attention-babi", "qa-lstm-squad", "sum-attention-scitldr", "mt-lstm-multi30k"],
@@ -137,7 +136,10 @@ def test_recipe_runs_train_and_finish(prepared, name):
 COMMITTED_CARDS = sorted(path.parent for path in (ROOT / "model_cards").glob("*/README.md"))
 
 
-@pytest.mark.skipif(not COMMITTED_CARDS, reason="no reference model cards in model_cards/ yet")
+def test_the_reference_model_cards_are_committed():
+    assert COMMITTED_CARDS, "no reference model cards in model_cards/"
+
+
 @pytest.mark.parametrize("folder", COMMITTED_CARDS, ids=[folder.name for folder in COMMITTED_CARDS])
 def test_committed_reference_cards_are_valid(folder):
     card = validate_model_card(folder)  # metadata parses; model-index == eval_results.json

@@ -28,9 +28,6 @@ from hf_tinylm import TinyAttentionConfig, training
 from hf_tinylm.task_formats import ADDITIONAL_SPECIAL_TOKENS, settings_from_config
 from hf_tinylm.tokenization import train_tokenizer, vocabulary_fingerprint
 from tests import training_data
-from tests.training_data import requires_shared_data
-
-pytestmark = requires_shared_data
 
 # Small and quick: a 2-layer model, 3 optimizer steps, no evaluation or checkpoint during training.
 QUICK = [

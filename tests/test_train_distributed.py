@@ -13,10 +13,9 @@ import pytest
 
 from hf_tinylm import training
 from tests import training_data
-from tests.training_data import requires_shared_data
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = [pytest.mark.slow, requires_shared_data]
+pytestmark = pytest.mark.slow
 
 ARGS = [
     "--model_size", "tiny", "--vocab_size", "400", "--block_size", "32", "--num_train_epochs", "1",

@@ -1,19 +1,15 @@
-"""Small data files in each format train.py reads, cut from the shared data sets, for the data and training tests."""
+"""Small data files in each format train.py reads, written from the committed real-data fixtures (tests/fixtures/,
+slices of the shared data sets), for the data and training tests."""
 
 import contextlib
 import csv
 import json
 from pathlib import Path
 
-import pytest
 import torch
 from datasets import Dataset
 
-from tests.helpers import SHARED_DATA
-
-requires_shared_data = pytest.mark.skipif(
-    not SHARED_DATA.is_dir(), reason=f"the shared data sets are not at {SHARED_DATA} (CI clones the repo beside them)"
-)
+from tests.helpers import FIXTURES
 
 
 @contextlib.contextmanager
@@ -27,23 +23,35 @@ def one_torch_thread():
         torch.set_num_threads(threads)
 
 
+def _first(items, count: int, fixture: str):
+    """The first `count` items, which the fixture must hold (scripts/make_test_fixtures.py sets how many it has)."""
+    items = items[:count]
+    if len(items) < count:
+        raise ValueError(f"tests/fixtures/{fixture} holds only {len(items)} of the {count} wanted")
+    return items
+
+
+def shakespeare(chars: int) -> str:
+    return _first((FIXTURES / "tinyshakespeare" / "input.txt").read_text(), chars, "tinyshakespeare/input.txt")
+
+
 def shakespeare_txt(folder: Path, chars: int = 20_000) -> Path:
     path = folder / "shakespeare.txt"
-    path.write_text((SHARED_DATA / "tinyshakespeare" / "input.txt").read_text()[:chars])
+    path.write_text(shakespeare(chars))
     return path
 
 
 def shakespeare_jsonl(folder: Path, chars: int = 20_000) -> Path:
     """One line per row, line breaks kept, in a `text` column."""
     path = folder / "shakespeare.jsonl"
-    lines = (SHARED_DATA / "tinyshakespeare" / "input.txt").read_text()[:chars].splitlines(keepends=True)
+    lines = shakespeare(chars).splitlines(keepends=True)
     path.write_text("".join(json.dumps({"text": line}) + "\n" for line in lines))
     return path
 
 
 def multi30k_pairs(count: int) -> list[tuple[str, str]]:
-    english = (SHARED_DATA / "multi30k" / "train.en").read_text().splitlines()[:count]
-    german = (SHARED_DATA / "multi30k" / "train.de").read_text().splitlines()[:count]
+    english = _first((FIXTURES / "multi30k" / "train.en").read_text().splitlines(), count, "multi30k/train.en")
+    german = _first((FIXTURES / "multi30k" / "train.de").read_text().splitlines(), count, "multi30k/train.de")
     return list(zip(english, german))
 
 
@@ -68,8 +76,8 @@ def translation_jsonl(folder: Path, count: int = 48) -> Path:
 
 def scitldr_rows(count: int) -> list[dict]:
     """SciTLDR rows: `source` is a list of abstract sentences, `target` a list of TLDRs."""
-    with (SHARED_DATA / "scitldr" / "train.jsonl").open() as f:
-        return [json.loads(next(f)) for _ in range(count)]
+    lines = (FIXTURES / "scitldr" / "train.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in _first(lines, count, "scitldr/train.jsonl")]
 
 
 def summarization_jsonl(folder: Path, count: int = 24) -> Path:
@@ -81,18 +89,19 @@ def summarization_jsonl(folder: Path, count: int = 24) -> Path:
 def summarization_parquet(folder: Path, count: int = 24) -> Path:
     """DialogSum's columns (dialogue, summary)."""
     path = folder / "dialogsum.parquet"
-    with (SHARED_DATA / "dialogsum" / "dialogsum.dev.jsonl").open() as f:
-        rows = [json.loads(next(f)) for _ in range(count)]
+    lines = (FIXTURES / "dialogsum" / "dialogsum.dev.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in _first(lines, count, "dialogsum/dialogsum.dev.jsonl")]
     Dataset.from_list([{"dialogue": row["dialogue"], "summary": row["summary"]} for row in rows]).to_parquet(path)
     return path
 
 
 def squad_articles(articles: int = 2, paragraphs: int = 3) -> dict:
-    squad = json.loads((SHARED_DATA / "squad" / "dev-v1.1.json").read_text())
+    squad = json.loads((FIXTURES / "squad" / "dev-v1.1.json").read_text())
     return {
         "version": squad["version"],
         "data": [
-            {**article, "paragraphs": article["paragraphs"][:paragraphs]} for article in squad["data"][:articles]
+            {**article, "paragraphs": _first(article["paragraphs"], paragraphs, "squad/dev-v1.1.json")}
+            for article in _first(squad["data"], articles, "squad/dev-v1.1.json")
         ],
     }
 
@@ -123,7 +132,7 @@ def squad_flat_jsonl(folder: Path, articles: int = 2, paragraphs: int = 3) -> Pa
 def babi_rows(count: int) -> list[dict]:
     """bAbI task 1 questions with their story so far as the context and the one-word answer as a string."""
     rows, story = [], []
-    for line in (SHARED_DATA / "babi" / "en" / "qa1_single-supporting-fact_train.txt").read_text().splitlines():
+    for line in (FIXTURES / "babi" / "en" / "qa1_single-supporting-fact_train.txt").read_text().splitlines():
         number, text = line.split(" ", 1)
         if number == "1":
             story = []
@@ -134,7 +143,7 @@ def babi_rows(count: int) -> list[dict]:
                 return rows
         else:
             story.append(text)
-    return rows
+    return _first(rows, count, "babi/en/qa1_single-supporting-fact_train.txt")
 
 
 def babi_json(folder: Path, count: int = 48) -> Path:
