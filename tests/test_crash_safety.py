@@ -21,8 +21,9 @@ from hf_tinylm.checkpoints import last_complete_checkpoint, missing_parts
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 10
 
-# Runs train.py's main() in a child process that SIGKILLs itself on the N-th call of a save function: a kill that
-# lands exactly inside a checkpoint write ("torch.save": optimizer, scheduler, random states; "save_file": weights).
+# Runs train.py's main() in a child process that SIGKILLs itself on the N-th call of a function: a kill that lands
+# exactly inside a checkpoint write ("torch.save": optimizer, scheduler, random states; "save_file": weights), inside
+# the final save ("final-save": the finished folder's weights) or in the middle of an evaluation ("evaluate").
 PROGRAM = """
 import os, signal, sys
 import safetensors.torch, torch
@@ -30,19 +31,25 @@ import safetensors.torch, torch
 target, nth = sys.argv[1], int(sys.argv[2])
 calls = 0
 
-def dying(save):
+def dying(function, applies=lambda *args, **kwargs: True):
     def wrapper(*args, **kwargs):
         global calls
-        calls += 1
+        calls += applies(*args, **kwargs)
         if calls == nth:
             os.kill(os.getpid(), signal.SIGKILL)
-        return save(*args, **kwargs)
+        return function(*args, **kwargs)
     return wrapper
 
 if target == "torch.save":
     torch.save = dying(torch.save)
-elif target == "save_file":  # patched before transformers imports it
-    safetensors.torch.save_file = dying(safetensors.torch.save_file)
+elif target in ("save_file", "final-save"):  # patched before transformers imports it
+    in_final_folder = lambda tensors, filename, *args, **kwargs: "checkpoint-" not in str(filename)
+    safetensors.torch.save_file = dying(
+        safetensors.torch.save_file, in_final_folder if target == "final-save" else lambda *a, **k: True
+    )
+elif target == "evaluate":
+    import transformers
+    transformers.Trainer.evaluation_loop = dying(transformers.Trainer.evaluation_loop)
 torch.set_num_threads(1)
 from hf_tinylm import training
 training.main(sys.argv[3:])
@@ -53,7 +60,8 @@ def arguments(text: Path, output_dir: Path, cache: Path) -> list[str]:
     return [
         "--train_file", str(text), "--model_size", "tiny", "--vocab_size", "300", "--tokenizer_type", "char",
         "--block_size", "32", "--max_steps", str(STEPS), "--per_device_train_batch_size", "4",
-        "--config_overrides", "hidden_dropout=0.2,attention_dropout=0.1", "--eval_strategy", "no",
+        "--config_overrides", "hidden_dropout=0.2,attention_dropout=0.1", "--eval_strategy", "steps",
+        "--eval_steps", "4", "--max_eval_samples", "8",
         "--save_strategy", "steps", "--save_steps", "1", "--save_total_limit", "2", "--max_new_tokens", "2",
         "--report_to", "none", "--cache_dir", str(cache), "--output_dir", str(output_dir), "--seed", "7",
     ]  # fmt: skip
@@ -85,8 +93,12 @@ def test_a_run_killed_at_any_moment_resumes_to_identical_weights(tmp_path):
     output_dir = tmp_path / "interrupted"
     args = [*arguments(text, output_dir, tmp_path / "cache"), "--resume_from_checkpoint", "last"]
     rng = random.Random(0)
-    # Inside the writes of a checkpoint, before the first checkpoint, and at random moments of the run.
-    kills = [("save_file", 3), ("torch.save", 1), ("torch.save", 9), ("save_file", 8), ("time", 0), ("time", 0)]
+    # Inside the writes of a checkpoint, before the first checkpoint, during an evaluation, inside the final save,
+    # and at random moments of the run.
+    kills = [
+        ("save_file", 3), ("torch.save", 1), ("evaluate", 1), ("torch.save", 9), ("save_file", 4), ("time", 0),
+        ("final-save", 1), ("time", 0),
+    ]  # fmt: skip
     killed = 0
     for target, nth in kills:
         process = launch(args, *(("none", 0) if target == "time" else (target, nth)))
@@ -96,11 +108,12 @@ def test_a_run_killed_at_any_moment_resumes_to_identical_weights(tmp_path):
         code = process.wait(timeout=300)
         stderr = process.stderr.read()
         assert code in (0, -signal.SIGKILL), stderr
+        assert target == "time" or code == -signal.SIGKILL, f"the kill at {target} #{nth} never came: {stderr}"
         killed += code == -signal.SIGKILL
         for checkpoint in output_dir.glob("checkpoint-*"):  # what a kill leaves is either whole or recognised
             if missing_parts(checkpoint):
                 assert last_complete_checkpoint(output_dir) != str(checkpoint)
-    assert killed >= 4, "the kills did not land; the test proves nothing"
+    assert killed >= 6, "the kills did not land; the test proves nothing"
 
     finished = launch(args)
     assert finished.wait(timeout=300) == 0, finished.stderr.read()
