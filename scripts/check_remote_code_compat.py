@@ -283,7 +283,9 @@ def compare(results: dict, reference: dict) -> dict:
 
 def write_report(rows: dict[str, dict]) -> None:
     passing = [
-        version for version, results in rows.items() if all(v == "✅" for r in results.values() for v in r.values())
+        version
+        for version, results in rows.items()
+        if all(v in ("✅", "n/a") for r in results.values() for v in r.values())
     ]
     errors = list(
         dict.fromkeys(
@@ -297,14 +299,13 @@ def write_report(rows: dict[str, dict]) -> None:
         "transformers the user has. `scripts/check_remote_code_compat.py` checks a release: in a fresh environment with",
         "that transformers and no hf_tinylm, it loads a folder of each family for each task with the Auto classes",
         f"(`load`), compares the logits of a forward pass (within {LOGITS_TOLERANCE:g}), generates greedily with and",
-        "without the cache (`generate`: both must agree), with a static cache (the recurrent model keeps its fixed-size",
-        "state instead), with beam search and as a left-padded batch (which must",
-        "equal the prompts run one by one), and runs each pipeline. The `llama export` rows are the attention folders",
-        "exported as native `LlamaForCausalLM` folders (`python -m hf_tinylm.convert --to llama`), loaded without",
-        "`trust_remote_code` (their pipelines are still shipped code; extractive QA has no Llama form: n/a).",
-        "✅ means the output equals transformers",
-        f"{transformers.__version__}'s; ≠ means it runs but computes something else; ❌ that it fails, with the error",
-        f"noted below the table. Checked with torch {torch.__version__}.",
+        "without the cache (`generate`: both must agree), with a static cache (the recurrent model keeps its",
+        "fixed-size state instead), with beam search and as a left-padded batch (which must equal the prompts run one",
+        "by one), and runs each pipeline. The `llama export` rows are the attention folders exported as native",
+        "`LlamaForCausalLM` folders (`python -m hf_tinylm.convert --to llama`), loaded without `trust_remote_code`",
+        "(their pipelines are still shipped code; extractive QA has no Llama form: n/a). ✅ means the output equals",
+        f"transformers {transformers.__version__}'s; ≠ means it runs but computes something else; ❌ that it fails,",
+        f"with the error noted below the table. Checked with torch {torch.__version__}; regenerate with `--all`.",
         "",
         f"**Oldest supported release: transformers {MIN_TRANSFORMERS_VERSION}** (declared in every model card and in",
         "`pyproject.toml`). On an older release a folder fails at load with one sentence naming that minimum.",
