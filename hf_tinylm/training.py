@@ -280,9 +280,8 @@ def _check_new_model_settings(model_args: ModelArguments, data_args: data.DataAr
                 f"--config_overrides max_position_embeddings={context} is shorter than the longest sequence this run "
                 f"feeds the model ({longest} tokens: {_longest_sequence_flags(data_args)}); raise it, or lower those."
             )
-    settings = {**SIZE_PRESETS[model_args.arch][model_args.model_size], "vocab_size": model_args.vocab_size}
     try:
-        ARCHITECTURES[model_args.arch](**{**settings, **overrides})
+        _new_model_config(model_args, data_args, vocab_size=model_args.vocab_size)
     except ValueError as error:
         overridden = f" with --config_overrides {model_args.config_overrides}" if overrides else ""
         raise ValueError(f"--model_size {model_args.model_size}{overridden} describes no buildable model: {error}") from None
@@ -812,20 +811,15 @@ def _build_model(model_args: ModelArguments, data_args: data.DataArguments, toke
             model.resize_token_embeddings(len(tokenizer))
     else:
         add_missing_special_tokens(tokenizer)
-        config_class = ARCHITECTURES[model_args.arch]
-        settings = dict(SIZE_PRESETS[model_args.arch][model_args.model_size])
-        if model_args.arch == "rnn":
-            settings["cell"] = model_args.cell
-        else:
-            settings["max_position_embeddings"] = _longest_sequence(data_args)
-        settings.update(
+        config = _new_model_config(
+            model_args,
+            data_args,
             vocab_size=len(tokenizer),
             pad_token_id=tokenizer.pad_token_id,
             bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id,
         )
-        settings.update(_parse_overrides(model_args.config_overrides, config_class))
-        model = auto_class.from_config(config_class(**settings))
+        model = auto_class.from_config(config)
     logger.info(f"{type(model).__name__}: {model.num_parameters():,} parameters")
 
     model.config.tokenizer_fingerprint = vocabulary_fingerprint(tokenizer)
@@ -848,6 +842,20 @@ def _build_model(model_args: ModelArguments, data_args: data.DataArguments, toke
             generation.num_beams = data_args.num_beams
             generation.do_sample = False
     return model
+
+
+def _new_model_config(model_args: ModelArguments, data_args: data.DataArguments, **settings):
+    """A new model's configuration: the size preset, the recurrent cell or the context the task needs, `settings`
+    (vocabulary and special tokens), then `--config_overrides`."""
+    config_class = ARCHITECTURES[model_args.arch]
+    values = dict(SIZE_PRESETS[model_args.arch][model_args.model_size])
+    if model_args.arch == "rnn":
+        values["cell"] = model_args.cell
+    else:
+        values["max_position_embeddings"] = _longest_sequence(data_args)
+    values.update(settings)
+    values.update(_parse_overrides(model_args.config_overrides, config_class))
+    return config_class(**values)
 
 
 def _check_tokenizer_belongs_to(config, tokenizer, model_args: ModelArguments) -> None:
