@@ -84,7 +84,7 @@ def check_model_inputs(
         raise ValueError(
             f"`{name}` has shape {tuple(inputs.shape)}: no tokens. Pass at least one row of at least one token."
         )
-    scalars = []  # gathered on the device, copied to the host once
+    scalars = {}  # gathered on the device, copied to the host once
     if input_ids is not None:
         if input_ids.dim() != 2:
             raise ValueError(f"`input_ids` must have shape (batch, sequence), got {tuple(input_ids.shape)}.")
@@ -93,18 +93,16 @@ def check_model_inputs(
                 f"`input_ids` must hold integer token ids, got dtype {input_ids.dtype}: pass what the tokenizer "
                 "returns (`return_tensors='pt'`), or convert with `.long()`."
             )
-        scalars += torch.aminmax(input_ids)
+        scalars["lowest id"], scalars["highest id"] = torch.aminmax(input_ids)
     limit = context_limit(config)
-    check_positions = limit is not None and position_ids is not None and position_ids.numel() > 0
-    if check_positions:
-        scalars.append(position_ids.max())
+    if limit is not None and position_ids is not None and position_ids.numel() > 0:
+        scalars["last position"] = position_ids.max()
     elif limit is not None and past_length + seq_length > limit:
         raise ValueError(
             f"The sequence is {past_length + seq_length} tokens long ({past_length} cached + {seq_length} new), "
             f"more than `max_position_embeddings` ({limit}). Truncate the input, or set `rope_parameters` to a "
             "scaling `rope_type` (e.g. 'dynamic' or 'linear') to extend the context."
         )
-    check_rows = attention_mask is not None and attention_mask.dim() == 2 and mask_covers_everything
     if attention_mask is not None and attention_mask.dim() == 2:
         expected = (batch_size, past_length + seq_length)
         if tuple(attention_mask.shape) != expected:
@@ -112,26 +110,24 @@ def check_model_inputs(
                 f"`attention_mask` has shape {tuple(attention_mask.shape)}, expected (batch, past + new tokens) = "
                 f"{expected}."
             )
-        if check_rows:
-            scalars.append((attention_mask != 0).sum(dim=1).min())
+        if mask_covers_everything:
+            scalars["fewest tokens in a row"] = (attention_mask != 0).sum(dim=1).min()
     if not scalars:
         return
-    values = torch.stack([scalar.long() for scalar in scalars]).tolist()
-    if check_positions and values[len(values) - 1 - check_rows] >= limit:
+    values = dict(zip(scalars, torch.stack([scalar.long() for scalar in scalars.values()]).tolist()))
+    if "last position" in values and values["last position"] >= limit:
         raise ValueError(
-            f"`position_ids` reach position {values[len(values) - 1 - check_rows]}, beyond `max_position_embeddings` "
+            f"`position_ids` reach position {values['last position']}, beyond `max_position_embeddings` "
             f"({limit} positions, 0 to {limit - 1}). Truncate the input (or each packed document), or set "
             "`rope_parameters` to a scaling `rope_type` (e.g. 'dynamic' or 'linear') to extend the context."
         )
-    if input_ids is not None:
-        low, high = values[:2]
-        if low < 0 or high >= config.vocab_size:
-            bad = input_ids[(input_ids < 0) | (input_ids >= config.vocab_size)][0].item()
-            raise ValueError(
-                f"`input_ids` contains token id {bad}, outside the model's vocabulary of {config.vocab_size} "
-                "tokens. Was the input encoded with a different tokenizer?"
-            )
-    if check_rows and values[-1] == 0:
+    if input_ids is not None and (values["lowest id"] < 0 or values["highest id"] >= config.vocab_size):
+        bad = input_ids[(input_ids < 0) | (input_ids >= config.vocab_size)][0].item()
+        raise ValueError(
+            f"`input_ids` contains token id {bad}, outside the model's vocabulary of {config.vocab_size} "
+            "tokens. Was the input encoded with a different tokenizer?"
+        )
+    if values.get("fewest tokens in a row") == 0:
         row = (attention_mask != 0).sum(dim=1).eq(0).nonzero()[0].item()
         raise ValueError(
             f"Row {row} of `attention_mask` is all zeros: that row has no tokens to attend to. Drop the row, or "
