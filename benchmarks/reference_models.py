@@ -421,21 +421,22 @@ def evaluate_extractive(folder, rows: list[dict], max_seq_length=256, doc_stride
     return scores, answers
 
 
-def evaluate_generation(folder, task: str, rows_path: Path, data_kwargs: dict, batch_size=64, limit=None):
+def evaluate_generation(folder, task: str, rows_path: Path, task_settings: dict, batch_size=64, limit=None):
     """A saved generation model's scores on a jsonl file, decoded as train.py's evaluation decodes."""
     import datasets
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from hf_tinylm import data, evaluation
+    from hf_tinylm.tasks import TASKS
 
     model = AutoModelForCausalLM.from_pretrained(folder).eval()
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    args = data.DataArguments(task=task, train_file=str(rows_path), max_eval_samples=limit, **data_kwargs)
-    raw = datasets.DatasetDict(validation=data._load_file(str(rows_path), args, None))
-    examples = data.task_examples(raw, args)["validation"]
-    predictions = evaluation.generate_predictions(model, tokenizer, examples, args, batch_size)
-    references = list(examples["references"])
-    return evaluation.score_predictions(task, predictions, references), predictions, examples
+    task = TASKS[task](**task_settings)
+    raw = datasets.DatasetDict(validation=data.load_file(str(rows_path), task))
+    examples = task.examples(raw, {"validation": limit}, {})["validation"]
+    predictions = evaluation.generate_predictions(model, tokenizer, examples, task.prompt_ids, batch_size)
+    references = list(examples[task.references_column])
+    return evaluation.score_predictions(task.metrics, predictions, references), predictions, examples
 
 
 # ------------------------------------------------------------------------------------------------- finishing
@@ -530,11 +531,11 @@ def finish(run: Run, budget_seconds: float | None = None, copy_card: bool = True
         eval_results = {**{k: v for k, v in eval_results.items() if k in ("eval_loss",)}, **scores}
         babi_results.write_text(json.dumps(eval_results, indent=2) + "\n")
     if run.data == "multi30k":
-        data_kwargs = {"source_lang": "en", "target_lang": "de", "max_source_length": 64, "max_target_length": 64}
+        settings = {"source_lang": "en", "target_lang": "de", "max_source_length": 64, "max_target_length": 64}
         val = {k: v for k, v in eval_results.items() if k in ("eval_loss", "eval_bleu", "eval_chrf")}
         test_results = folder / "test2016_results.json"
         if _stale(test_results, folder):
-            scores, _, _ = evaluate_generation(folder, "translation", PREPARED / "multi30k_test2016.jsonl", data_kwargs)
+            scores, _, _ = evaluate_generation(folder, "translation", PREPARED / "multi30k_test2016.jsonl", settings)
             test_results.write_text(json.dumps({"eval_bleu": scores["bleu"], "eval_chrf": scores["chrf"]}) + "\n")
         eval_results = json.loads(test_results.read_text())
         notes.append(
@@ -575,7 +576,6 @@ def finish(run: Run, budget_seconds: float | None = None, copy_card: bool = True
         dataset_name=run.dataset_name,
         license=licence,
         language=run.language,
-        task=run.task,
         repo_id=f"hf-tinylm/{run.name}",
         eval_split=run.eval_split,
         non_commercial=run.data == "multi30k",
@@ -637,12 +637,9 @@ def measure_feature_length(run: Run, folder: Path | None = None) -> None:
     _, data_args, _ = parse_args(run.train_argv(folder))
     for name in ("train_file", "validation_file"):  # the arguments are relative to the repository root
         setattr(data_args, name, str(ROOT / getattr(data_args, name)))
-    raw = data.load_raw_datasets(data_args)
-    examples = data.task_examples(raw, data_args)
-    if run.task == "qa":
-        features = data.extractive_qa_features(examples["train"], tokenizer, data_args, for_evaluation=False)
-    else:
-        features = data.generation_features(examples, tokenizer, data_args)["train"]
+    task = data_args.to_task()
+    examples = task.examples(data.load_raw_datasets(data_args.to_source(), task), data_args.sample_limits(), {})
+    features = task.features(examples, tokenizer, data_args.sample_limits(), {})["train"]
     mean = statistics.fmean(len(ids) for ids in features["input_ids"])
     (folder / "mean_feature_length.json").write_text(json.dumps({"mean": mean}) + "\n")
 
@@ -655,7 +652,7 @@ def measure_decode_speed(run: Run, new_tokens: int = 32, repeats: int = 5) -> fl
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from hf_tinylm import data
+    from hf_tinylm.tasks import TASKS
 
     if run.task == "qa":
         return None
@@ -668,10 +665,10 @@ def measure_decode_speed(run: Run, new_tokens: int = 32, repeats: int = 5) -> fl
         path = PREPARED / ("multi30k_test2016.jsonl" if run.data == "multi30k" else "scitldr_test.jsonl")
         row = json.loads(path.read_text().splitlines()[0])
         source = row["en"] if run.data == "multi30k" else " ".join(row["source"])
-        args = data.DataArguments(task=run.task, source_lang="en", target_lang="de", max_source_length=64)
+        settings = {"source_lang": "en", "target_lang": "de", "max_source_length": 64}
         if run.data == "scitldr":
-            args = data.DataArguments(task=run.task, max_source_length=256)
-        ids = data.prompt_ids({"source": [source]}, tokenizer, args)[0]
+            settings = {"max_source_length": 256}
+        ids = TASKS[run.task](**settings).prompt_ids({"source": [source]}, tokenizer)[0]
     inputs = torch.tensor([ids])
     times = []
     with torch.no_grad():

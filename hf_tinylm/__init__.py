@@ -58,7 +58,7 @@ _register(TinyRNNConfig, TinyRNNModel, TinyRNNForCausalLM, TinyRNNForQuestionAns
 
 
 def _register_pipelines() -> None:
-    for task, (pipeline_class, auto_class_name) in PIPELINES.items():
+    for task, pipeline_class, auto_class_name in PIPELINES.values():
         # transformers v5 removed these tasks, and `pipeline()` rejects a removed task before it reads the registry.
         REMOVED_TASKS.pop(task, None)
         PIPELINE_REGISTRY.register_pipeline(

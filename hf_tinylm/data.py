@@ -1,10 +1,12 @@
-"""Datasets for every task: loading, the columns each task reads, and the tokenized features a model trains on.
+"""Datasets for every task: loading, reading the columns a task needs, and the tokenized features a model trains on.
 
-The flow is raw rows (Hub dataset or local files) -> task examples with fixed column names -> features. Task
-examples are what evaluation scores against; features are what `Trainer` batches. Every step that touches all rows is
+The flow is raw rows (Hub dataset or local files) -> task examples with fixed column names -> features; which
+readers and which features a task uses is its own (`hf_tinylm.tasks`). Task examples are what evaluation scores
+against; features are what `Trainer` batches. Functions here take plain values, not train.py's arguments. Every step that touches all rows is
 a batched `datasets.map`, so it is cached, shows a progress bar and runs on `preprocessing_num_workers` processes.
 """
 
+import dataclasses
 import logging
 import math
 import re
@@ -14,7 +16,7 @@ from pathlib import Path
 import datasets
 from datasets import Dataset, DatasetDict, load_dataset
 
-from .task_formats import QA_NO_ANSWER_INDEX, TASKS, build_prompt, build_qa_question, build_truncated_prompt
+from .task_formats import QA_NO_ANSWER_INDEX, TASKS, build_qa_question
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +158,25 @@ class DataArguments:
         if not self.sample_prompt.strip():
             raise ValueError("--sample_prompt must not be empty: the sample continues it.")
 
+    def to_task(self):
+        """The `hf_tinylm.tasks` task these arguments choose, with the settings they give it."""
+        from .tasks import TASKS  # TEMPORARY until DataArguments moves to arguments.py
+
+        task_class = TASKS[f"qa-{self.qa_mode}" if self.task == "qa" else self.task]
+        return task_class(**{name.name: getattr(self, name.name) for name in dataclasses.fields(task_class)})
+
+    def to_source(self) -> "DataSource":
+        """Where these arguments say the data is."""
+        return DataSource(**{name.name: getattr(self, name.name) for name in dataclasses.fields(DataSource)})
+
+    def map_options(self) -> dict:
+        """The `datasets.map` keywords of every preprocessing step."""
+        return {"num_proc": self.preprocessing_num_workers, "load_from_cache_file": not self.overwrite_cache}
+
+    def sample_limits(self) -> dict:
+        """The most examples to use per split (--max_train_samples, --max_eval_samples)."""
+        return {"train": self.max_train_samples, "validation": self.max_eval_samples}
+
 
 def default_corpus() -> Dataset:
     """The CPython documentation topics shipped with every Python (`pydoc_data`, about 465k characters): a corpus
@@ -169,37 +190,59 @@ def default_corpus() -> Dataset:
     return Dataset.from_dict({"text": paragraphs})
 
 
-def load_raw_datasets(data_args: DataArguments, cache_dir: str | None = None) -> DatasetDict:
-    """The train (and validation, when there is one) split of the data the arguments name, rows as stored."""
-    if data_args.dataset_name:
-        hub = load_dataset(data_args.dataset_name, data_args.dataset_config_name, cache_dir=cache_dir)
-        if data_args.train_split_name not in hub:
+@dataclass(frozen=True)
+class DataSource:
+    """Where the rows come from: a Hub dataset (or a local dataset folder), local files, or the built-in corpus, and
+    how a validation split is found. Field names are train.py's flags."""
+
+    dataset_name: str | None = None
+    dataset_config_name: str | None = None
+    train_split_name: str = "train"
+    validation_split_name: str = "validation"
+    train_file: str | None = None
+    validation_file: str | None = None
+    validation_split_percentage: int = 5
+    keep_linebreaks: bool = True
+
+
+def load_raw_datasets(source: DataSource, task, cache_dir: str | None = None, map_options=None) -> DatasetDict:
+    """The train (and validation, when there is one) split of the data `source` names, rows as stored. `task` (an
+    `hf_tinylm.tasks.Task`) says whether plain text is data for it; `map_options` are `datasets.map` keywords."""
+    map_options = map_options or {}
+    if source.dataset_name:
+        hub = load_dataset(source.dataset_name, source.dataset_config_name, cache_dir=cache_dir)
+        if source.train_split_name not in hub:
             raise ValueError(
-                f"Dataset {data_args.dataset_name!r} has no {data_args.train_split_name!r} split; its splits are "
+                f"Dataset {source.dataset_name!r} has no {source.train_split_name!r} split; its splits are "
                 f"{list(hub)}. Pass --train_split_name."
             )
-        raw = DatasetDict(train=hub[data_args.train_split_name])
-        if data_args.validation_split_name in hub:
-            raw["validation"] = hub[data_args.validation_split_name]
-    elif data_args.train_file:
-        files = {"train": data_args.train_file, "validation": data_args.validation_file}
+        raw = DatasetDict(train=hub[source.train_split_name])
+        if source.validation_split_name in hub:
+            raw["validation"] = hub[source.validation_split_name]
+    elif source.train_file:
+        files = {"train": source.train_file, "validation": source.validation_file}
         raw = DatasetDict(
-            {split: _load_file(path, data_args, cache_dir) for split, path in files.items() if path is not None}
+            {
+                split: load_file(path, task, keep_linebreaks=source.keep_linebreaks, cache_dir=cache_dir)
+                for split, path in files.items()
+                if path is not None
+            }
         )
-    elif data_args.task == "lm":
+    elif task.reads_plain_text:
         raw = DatasetDict(train=default_corpus())
     else:
-        raise ValueError(f"--task {data_args.task} needs data: pass --dataset_name or --train_file.")
-    if "validation" not in raw and data_args.validation_split_percentage > 0:
+        raise ValueError(f"--task {task.format} needs data: pass --dataset_name or --train_file.")
+    percentage = source.validation_split_percentage
+    if "validation" not in raw and percentage > 0:
         rows = len(raw["train"])
-        if math.ceil(rows * data_args.validation_split_percentage / 100) >= rows:  # no training row would be left
+        if math.ceil(rows * percentage / 100) >= rows:  # no training row would be left
             raise ValueError(
-                f"The training data has {rows} row(s): too few to hold out {data_args.validation_split_percentage}% "
+                f"The training data has {rows} row(s): too few to hold out {percentage}% "
                 "for validation and keep a row to train on. Pass more data, a --validation_file, a smaller "
                 "--validation_split_percentage, or --validation_split_percentage 0 to train without validation."
             )
         # The tail, not a random sample: neighbouring rows (lines of one play, paragraphs of one topic) stay together.
-        split = raw["train"].train_test_split(test_size=data_args.validation_split_percentage / 100, shuffle=False)
+        split = raw["train"].train_test_split(test_size=percentage / 100, shuffle=False)
         raw = DatasetDict(train=split["train"], validation=split["test"])
     for split, dataset in raw.items():
         if "paragraphs" in dataset.column_names:  # SQuAD's nested layout (split by article above); per file
@@ -207,14 +250,15 @@ def load_raw_datasets(data_args: DataArguments, cache_dir: str | None = None) ->
                 _flatten_squad,
                 batched=True,
                 remove_columns=dataset.column_names,
-                num_proc=data_args.preprocessing_num_workers,
-                load_from_cache_file=not data_args.overwrite_cache,
                 desc=f"Flattening SQuAD articles ({split})",
+                **map_options,
             )
     return raw
 
 
-def _load_file(path: str, data_args: DataArguments, cache_dir: str | None) -> Dataset:
+def load_file(path: str, task, keep_linebreaks: bool = True, cache_dir: str | None = None) -> Dataset:
+    """One local data file's rows: .txt (plain text, for a task that `reads_plain_text`), .json/.jsonl (a SQuAD-style
+    file's 'data' list), .csv or .parquet; checked to exist, be non-empty and, for text formats, be UTF-8."""
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"Data file {path} does not exist.")
@@ -227,9 +271,9 @@ def _load_file(path: str, data_args: DataArguments, cache_dir: str | None) -> Da
         _check_utf8(file)
     kwargs = {}
     if builder == "text":
-        if data_args.task != "lm":
-            raise ValueError(f"A .txt file holds plain text, for --task lm; --task {data_args.task} needs columns.")
-        kwargs["keep_linebreaks"] = data_args.keep_linebreaks
+        if not task.reads_plain_text:
+            raise ValueError(f"A .txt file holds plain text, for --task lm; --task {task.format} needs columns.")
+        kwargs["keep_linebreaks"] = keep_linebreaks
     elif builder == "json" and _holds_data_list(file):
         kwargs["field"] = "data"
     try:
@@ -280,80 +324,65 @@ def _flatten_squad(articles):
     return rows
 
 
-def task_examples(raw: DatasetDict, data_args: DataArguments) -> DatasetDict:
-    """Each split in the task's own columns, whatever the source called them.
-
-    lm: text. translation, summarization: source, references (list; the first is the training target).
-    qa: id, context, question, answers (list), answer_starts (list of character offsets; -1 when unknown).
-    """
-    examples = DatasetDict()
-    for split, dataset in raw.items():
-        limit = _sample_limit(data_args, split) if data_args.task != "lm" else None  # lm: blocks, in `lm_features`
-        if limit is not None:
-            dataset = dataset.select(range(min(limit, len(dataset))))
-        if len(dataset) == 0:
-            raise ValueError(f"The {split} split has no rows.")
-        examples[split] = _to_task_columns(dataset, data_args)
-    return examples
-
-
-def _sample_limit(data_args: DataArguments, split: str) -> int | None:
-    return data_args.max_train_samples if split == "train" else data_args.max_eval_samples
-
-
-def _to_task_columns(dataset: Dataset, data_args: DataArguments) -> Dataset:
+def text_rows(dataset: Dataset, column: str | None = None) -> Dataset:
+    """A language-modelling split as one "text" column: `column`, else "text", else the only string column. Rows
+    without text (empty csv cells, null json values) are skipped with a warning rather than crash the tokenizer."""
     columns = dataset.column_names
-    task = data_args.task
-    map_kwargs = {
-        "batched": True,
-        "remove_columns": columns,
-        "num_proc": data_args.preprocessing_num_workers,
-        "load_from_cache_file": not data_args.overwrite_cache,
-    }
-    if task == "lm":
-        strings = [name for name in columns if dataset.features[name] == datasets.Value("string")]
-        default = "text" if "text" in columns else (strings[0] if len(strings) == 1 else None)
-        text = _column(columns, data_args.text_column or default, "text", "--text_column")
-        dataset = dataset.select_columns([text])
-        empty = sum(value is None for value in dataset[text])
-        if empty:  # empty csv cells, null json values: nothing to model, said rather than crashing the tokenizer
-            logger.warning(f"Skipping {empty} of {len(dataset)} rows with no text in column {text!r}.")
-            dataset = dataset.filter(lambda value: value is not None, input_columns=[text])
-        return dataset if text == "text" else dataset.rename_column(text, "text")
-    if task == "translation":
-        source = _translation_column(dataset, data_args.source_column, data_args.source_lang, "source")
-        target = _translation_column(dataset, data_args.target_column, data_args.target_lang, "target")
-        return dataset.map(_pairs, fn_kwargs={"source": source, "target": target}, desc="Reading pairs", **map_kwargs)
-    if task == "summarization":
-        source = _column(
-            columns, data_args.text_column or _first(columns, SUMMARY_SOURCE_COLUMNS), "document", "--text_column"
-        )
-        target = _column(
-            columns, data_args.summary_column or _first(columns, SUMMARY_TARGET_COLUMNS), "summary", "--summary_column"
-        )
-        return dataset.map(
-            _pairs, fn_kwargs={"source": (source,), "target": (target,)}, desc="Reading documents", **map_kwargs
-        )
+    strings = [name for name in columns if dataset.features[name] == datasets.Value("string")]
+    default = "text" if "text" in columns else (strings[0] if len(strings) == 1 else None)
+    text = find_column(columns, column or default, "text", "--text_column")
+    dataset = dataset.select_columns([text])
+    empty = sum(value is None for value in dataset[text])
+    if empty:
+        logger.warning(f"Skipping {empty} of {len(dataset)} rows with no text in column {text!r}.")
+        dataset = dataset.filter(lambda value: value is not None, input_columns=[text])
+    return dataset if text == "text" else dataset.rename_column(text, "text")
+
+
+def pair_rows(dataset: Dataset, source: tuple, target: tuple, map_options: dict, desc: str) -> Dataset:
+    """A split as "source" (one string) and "references" (a list) columns, read from the column paths `source` and
+    `target`: (column,) or, for WMT-style dicts of languages, ("translation", lang)."""
+    return dataset.map(
+        _pairs,
+        batched=True,
+        remove_columns=dataset.column_names,
+        fn_kwargs={"source": source, "target": target},
+        desc=desc,
+        **map_options,
+    )
+
+
+def question_rows(
+    dataset: Dataset,
+    question_column: str,
+    context_column: str,
+    answer_column: str,
+    map_options: dict,
+    locate_answers: bool,
+) -> Dataset:
+    """A question-answering split as id, context, question, answers (list) and answer_starts (list of character
+    offsets; -1 when unknown). `locate_answers` finds and checks each answer's place in its context (extractive QA
+    can only learn answers it can point at)."""
+    columns = dataset.column_names
     names = {
-        "question": _column(columns, data_args.question_column, "question", "--question_column"),
-        "context": _column(columns, data_args.context_column, "context", "--context_column"),
-        "answers": _column(columns, data_args.answer_column, "answers", "--answer_column"),
+        "question": find_column(columns, question_column, "question", "--question_column"),
+        "context": find_column(columns, context_column, "context", "--context_column"),
+        "answers": find_column(columns, answer_column, "answers", "--answer_column"),
         "id": "id" if "id" in columns else None,
     }
     return dataset.map(
         _qa_rows,
+        batched=True,
         with_indices=True,
-        fn_kwargs={"names": names, "locate": data_args.qa_mode == "extractive"},
+        remove_columns=columns,
+        fn_kwargs={"names": names, "locate": locate_answers},
         desc="Reading questions",
-        **map_kwargs,
+        **map_options,
     )
 
 
-def _first(columns, candidates):
-    return next((name for name in candidates if name in columns), None)
-
-
-def _column(columns, name, what, flag):
+def find_column(columns, name, what, flag):
+    """`name`, checked to be one of `columns`; the errors say which flag chooses another."""
     if name is None:
         raise ValueError(f"Cannot tell which column holds the {what}; columns are {columns}. Pass {flag}.")
     if name not in columns:
@@ -361,11 +390,11 @@ def _column(columns, name, what, flag):
     return name
 
 
-def _translation_column(dataset: Dataset, column, lang, side):
+def translation_column(dataset: Dataset, column, lang, side):
     """(column,) for a column of sentences, or ("translation", lang) for a WMT-style dict of languages."""
     columns = dataset.column_names
     if column is not None:
-        return (_column(columns, column, f"{side} sentences", f"--{side}_column"),)
+        return (find_column(columns, column, f"{side} sentences", f"--{side}_column"),)
     if lang is None:
         raise ValueError(f"Translation needs --{side}_lang (or --{side}_column).")
     if "translation" in columns:
@@ -373,7 +402,7 @@ def _translation_column(dataset: Dataset, column, lang, side):
         if lang not in languages:
             raise ValueError(f"--{side}_lang {lang!r} is not in the 'translation' column; it has {languages}.")
         return ("translation", lang)
-    return (_column(columns, lang, f"{side} sentences ({lang})", f"--{side}_column"),)
+    return (find_column(columns, lang, f"{side} sentences ({lang})", f"--{side}_column"),)
 
 
 def _translation_languages(dataset: Dataset) -> list[str]:
@@ -442,47 +471,41 @@ def _locate(qid, context, answer, start):
     return start
 
 
-def training_texts(examples: Dataset, task: str, batch_size: int = 1000):
-    """Batches of every string a tokenizer trained for `task` should know: texts, sources, targets, questions."""
-    columns = {"lm": ["text"], "qa": ["context", "question", "answers"]}.get(task, ["source", "references"])
-    for batch in examples.select_columns(columns).iter(batch_size):
+def training_texts(examples: Dataset, columns, batch_size: int = 1000):
+    """Batches of every string in `columns` (a task's `text_columns`): what a tokenizer trained for it should know."""
+    for batch in examples.select_columns(list(columns)).iter(batch_size):
         for name in columns:
             values = batch[name]
             yield [text for value in values for text in value] if isinstance(values[0], list) else values
 
 
-def lm_features(examples: DatasetDict, tokenizer, data_args: DataArguments) -> DatasetDict:
+def lm_features(examples: DatasetDict, tokenizer, block_size: int, limits: dict, map_options: dict) -> DatasetDict:
     """Texts tokenized, concatenated and cut into blocks of `block_size` tokens (run_clm.py's packing).
 
     Rows are joined as they are, so a text file is modelled exactly as written, line breaks included; the tokens of
-    each 1000-row `map` batch that do not fill a last block are dropped. `--max_train_samples`/`--max_eval_samples`
-    then keep the first N blocks.
+    each 1000-row `map` batch that do not fill a last block are dropped. `limits[split]` then keeps the first N blocks
+    (`--max_train_samples`/`--max_eval_samples` count blocks, as in run_clm.py).
     """
     tokenized = examples.map(
         _tokenize_texts,
         batched=True,
         remove_columns=["text"],
         fn_kwargs={"tokenizer": tokenizer},
-        num_proc=data_args.preprocessing_num_workers,
-        load_from_cache_file=not data_args.overwrite_cache,
         desc="Tokenizing texts",
+        **map_options,
     )
     blocks = tokenized.map(
         _group_texts,
         batched=True,
-        fn_kwargs={"block_size": data_args.block_size},
-        num_proc=data_args.preprocessing_num_workers,
-        load_from_cache_file=not data_args.overwrite_cache,
-        desc=f"Packing into blocks of {data_args.block_size} tokens",
+        fn_kwargs={"block_size": block_size},
+        desc=f"Packing into blocks of {block_size} tokens",
+        **map_options,
     )
     for split, dataset in blocks.items():
         if len(dataset) == 0:
-            raise ValueError(
-                f"The {split} text is shorter than one block of {data_args.block_size} tokens; lower --block_size."
-            )
-        limit = _sample_limit(data_args, split)  # counted in blocks, as run_clm.py does
-        if limit is not None:
-            blocks[split] = dataset.select(range(min(limit, len(dataset))))
+            raise ValueError(f"The {split} text is shorter than one block of {block_size} tokens; lower --block_size.")
+        if limits.get(split) is not None:
+            blocks[split] = dataset.select(range(min(limits[split], len(dataset))))
     return blocks
 
 
@@ -496,51 +519,42 @@ def _group_texts(batch, block_size):
     return {"input_ids": blocks, "labels": [list(block) for block in blocks]}
 
 
-def generation_features(examples: DatasetDict, tokenizer, data_args: DataArguments) -> DatasetDict:
+def generation_features(
+    examples: DatasetDict, tokenizer, prompt_ids, references_column: str, max_target_length: int, map_options: dict
+) -> DatasetDict:
     """`prompt + target + eos` per example, with labels only on `target + eos`.
 
-    The prompt is `task_formats.build_prompt`'s, the source cut to fit `max_source_length`; the target is the first
-    reference, cut to `max_target_length` tokens including eos.
+    `prompt_ids(batch, tokenizer)` gives the prompts' token ids (a `TextToText` task's, sources cut to fit); the
+    target is the first of the example's `references_column`, cut to `max_target_length` tokens including eos.
     """
     return examples.map(
         _tokenize_generation,
         batched=True,
         remove_columns=examples["train"].column_names,
-        fn_kwargs={"tokenizer": tokenizer, "data_args": data_args},
-        num_proc=data_args.preprocessing_num_workers,
-        load_from_cache_file=not data_args.overwrite_cache,
+        fn_kwargs={
+            "tokenizer": tokenizer,
+            "prompt_ids": prompt_ids,
+            "references_column": references_column,
+            "max_target_length": max_target_length,
+        },
         desc="Tokenizing prompts and targets",
+        **map_options,
     )
 
 
-def prompt_ids(batch, tokenizer, data_args: DataArguments) -> list[list[int]]:
-    """Token ids of the prompts of a batch of task examples, each at most `max_source_length` tokens."""
-    if data_args.task == "qa":
-        sources, kwargs = batch["context"], [{"question": question} for question in batch["question"]]
-    else:
-        sources = batch["source"]
-        kwargs = [{"src_lang": data_args.source_lang, "tgt_lang": data_args.target_lang}] * len(sources)
-    prompts = [build_prompt(data_args.task, source, **kw) for source, kw in zip(sources, kwargs)]
-    ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
-    for index, (source, kw) in enumerate(zip(sources, kwargs)):
-        if len(ids[index]) > data_args.max_source_length:
-            prompt = build_truncated_prompt(tokenizer, data_args.task, source, data_args.max_source_length, **kw)
-            ids[index] = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    return ids
-
-
-def _tokenize_generation(batch, tokenizer, data_args):
-    references = batch["answers"] if data_args.task == "qa" else batch["references"]
-    targets = tokenizer([refs[0] for refs in references], add_special_tokens=False)["input_ids"]
+def _tokenize_generation(batch, tokenizer, prompt_ids, references_column, max_target_length):
+    targets = tokenizer([refs[0] for refs in batch[references_column]], add_special_tokens=False)["input_ids"]
     features = {"input_ids": [], "labels": []}
-    for prompt, target in zip(prompt_ids(batch, tokenizer, data_args), targets):
-        target = target[: data_args.max_target_length - 1] + [tokenizer.eos_token_id]
+    for prompt, target in zip(prompt_ids(batch, tokenizer), targets):
+        target = target[: max_target_length - 1] + [tokenizer.eos_token_id]
         features["input_ids"].append(prompt + target)
         features["labels"].append([IGNORE_INDEX] * len(prompt) + target)
     return features
 
 
-def extractive_qa_features(examples: Dataset, tokenizer, data_args: DataArguments, for_evaluation: bool) -> Dataset:
+def extractive_qa_features(
+    examples: Dataset, tokenizer, max_seq_length: int, doc_stride: int, for_evaluation: bool, map_options: dict
+) -> Dataset:
     """Windows of `build_qa_question(question)` + context with the answer span's token positions (run_qa.py's
     prepare_train_features, for a model that reads the question first).
 
@@ -553,28 +567,32 @@ def extractive_qa_features(examples: Dataset, tokenizer, data_args: DataArgument
         _tokenize_qa_windows,
         batched=True,
         remove_columns=examples.column_names,
-        fn_kwargs={"tokenizer": tokenizer, "data_args": data_args, "for_evaluation": for_evaluation},
-        num_proc=data_args.preprocessing_num_workers,
-        load_from_cache_file=not data_args.overwrite_cache,
+        fn_kwargs={
+            "tokenizer": tokenizer,
+            "max_seq_length": max_seq_length,
+            "doc_stride": doc_stride,
+            "for_evaluation": for_evaluation,
+        },
         desc="Cutting contexts into windows",
+        **map_options,
     )
 
 
-def _tokenize_qa_windows(batch, tokenizer, data_args, for_evaluation):
+def _tokenize_qa_windows(batch, tokenizer, max_seq_length, doc_stride, for_evaluation):
     questions = [build_qa_question(question) for question in batch["question"]]
     for question, ids in zip(questions, tokenizer(questions, add_special_tokens=False)["input_ids"]):
-        if data_args.max_seq_length - len(ids) <= data_args.doc_stride:
+        if max_seq_length - len(ids) <= doc_stride:
             raise ValueError(
-                f"The question {question!r} takes {len(ids)} of the {data_args.max_seq_length} tokens of a window, "
-                f"leaving no more than --doc_stride ({data_args.doc_stride}) for the context: raise --max_seq_length "
+                f"The question {question!r} takes {len(ids)} of the {max_seq_length} tokens of a window, "
+                f"leaving no more than --doc_stride ({doc_stride}) for the context: raise --max_seq_length "
                 "or lower --doc_stride."
             )
     windows = tokenizer(
         questions,
         batch["context"],
         truncation="only_second",
-        max_length=data_args.max_seq_length,
-        stride=data_args.doc_stride,
+        max_length=max_seq_length,
+        stride=doc_stride,
         return_overflowing_tokens=True,
         return_offsets_mapping=True,
         add_special_tokens=False,

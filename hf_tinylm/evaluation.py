@@ -10,11 +10,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .data import IGNORE_INDEX, prompt_ids
+from .data import IGNORE_INDEX
 from .metrics import load_metric
-
-# The metrics each generation task reports (computed by the `evaluate` modules in hf_tinylm/metrics).
-GENERATION_METRICS = {"translation": ("bleu", "chrf"), "summarization": ("rouge",), "qa": ("squad",)}
 
 
 def sequence_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -38,23 +35,25 @@ def compute_perplexity(eval_prediction) -> dict:
 
 
 @torch.no_grad()
-def generate_predictions(model, tokenizer, examples, data_args, batch_size: int) -> list[str]:
-    """The model's output for each task example, generated with `model.generation_config` from the training prompts."""
+def generate_predictions(model, tokenizer, examples, prompt_ids, batch_size: int) -> list[str]:
+    """The model's output for each task example, generated with `model.generation_config` from the training prompts
+    (`prompt_ids(batch, tokenizer)`, a `TextToText` task's)."""
     model.eval()
     predictions = []
     for batch in examples.iter(batch_size):
         inputs = tokenizer.pad(
-            {"input_ids": prompt_ids(batch, tokenizer, data_args)}, padding_side="left", return_tensors="pt"
+            {"input_ids": prompt_ids(batch, tokenizer)}, padding_side="left", return_tensors="pt"
         ).to(model.device)
         outputs = model.generate(**inputs)
         predictions += tokenizer.batch_decode(outputs[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     return [prediction.strip() for prediction in predictions]
 
 
-def score_predictions(task: str, predictions: list[str], references: list[list[str]]) -> dict:
-    """The task's metrics (BLEU and chrF, ROUGE, or SQuAD EM/F1) of predictions against their references."""
+def score_predictions(metrics, predictions: list[str], references: list[list[str]]) -> dict:
+    """Predictions scored against their references by each of `metrics` (a task's: BLEU and chrF, ROUGE, or SQuAD
+    EM/F1), the `evaluate` modules in hf_tinylm/metrics."""
     scores = {}
-    for name in GENERATION_METRICS[task]:
+    for name in metrics:
         result = load_metric(name).compute(predictions=predictions, references=references)
         scores.update({key: value for key, value in result.items() if not isinstance(value, list)})
     return scores

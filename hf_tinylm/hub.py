@@ -15,8 +15,8 @@ from safetensors import safe_open
 from transformers import AutoConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
-from .pipelines_tinylm import pipeline_task
-from .task_formats import CONFIG_KEY, build_prompt, language_pairs, settings_from_config
+from .task_formats import CONFIG_KEY, settings_from_config, task_name
+from .tasks import TASKS, task_of
 from .tinylm_compat import MIN_TRANSFORMERS_VERSION  # the oldest release saved folders run on
 
 TEMPLATE_PATH = Path(__file__).with_name("model_card_template.md")
@@ -62,54 +62,22 @@ def count_parameters(folder) -> int:
     return total
 
 
-def _describe(config, task: str | None) -> dict:
+def _describe(config) -> dict:
     """What the card says the model is and does, and the pipeline call that shows it."""
-    architectures = config.architectures or []
-    extractive = any(name.endswith("ForQuestionAnswering") for name in architectures)
+    task = task_of(config)
     if config.model_type == "tiny_rnn":
         architecture = f"A {config.num_hidden_layers}-layer {config.cell.upper()} recurrent network"
     else:
         architecture = (
             f"A {config.num_hidden_layers}-block decoder-only transformer (pre-norm, RoPE, SwiGLU: Llama's shape)"
         )
-    architecture += " with an extractive question-answering head" if extractive else " language model"
-    if task == "translation":
-        pairs = language_pairs(settings_from_config(config))
-        languages = " and ".join(f"{src}→{tgt}" for src, tgt in pairs)
-        pair_args = f', src_lang="{pairs[0][0]}", tgt_lang="{pairs[0][1]}"' if len(pairs) > 1 else ""
-        return {
-            "architecture": architecture,
-            "pipeline_tag": "translation",
-            "summary": f"Translates {languages or 'text'}.",
-            "example_call": f'pipe("A man is riding a bicycle down the street."{pair_args})',
-        }
-    if task == "summarization":
-        return {
-            "architecture": architecture,
-            "pipeline_tag": "summarization",
-            "summary": "Summarizes text.",
-            "example_call": 'pipe("Your long text ...", max_length=60)',
-        }
-    if task == "qa" and extractive:
-        return {
-            "architecture": architecture,
-            "pipeline_tag": "question-answering",
-            "summary": "Answers a question by pointing at the answer in a context.",
-            "example_call": 'pipe(question="Where is the tower?", context="The tower stands in Paris.")',
-        }
-    if task == "qa":
-        prompt = build_prompt("qa", "The tower stands in Paris.", question="Where is the tower?")
-        return {
-            "architecture": architecture,
-            "pipeline_tag": "text-generation",
-            "summary": "Answers a question about a context by writing the answer.",
-            "example_call": f'pipe("{prompt}", max_new_tokens=20, return_full_text=False)',
-        }
+    architecture += " language model" if task.predicts_next_token else " with an extractive question-answering head"
+    summary, example_call = task.describe(settings_from_config(config))
     return {
         "architecture": architecture,
-        "pipeline_tag": "text-generation",
-        "summary": "Continues text.",
-        "example_call": 'pipe("Once upon a time", max_new_tokens=50)',
+        "pipeline_tag": task.pipeline or "text-generation",
+        "summary": summary,
+        "example_call": example_call,
     }
 
 
@@ -122,7 +90,6 @@ def write_model_card(
     dataset_id: str | None = None,
     license: str | None = None,
     language: str | list[str] | None = None,
-    task: str | None = None,
     base_model: str | None = None,
     repo_id: str | None = None,
     eval_split: str | None = None,
@@ -141,7 +108,6 @@ def write_model_card(
             to the dataset's page. Local files have none, and descriptive names do not belong there.
         license: a Hub licence id ("apache-2.0", "cc-by-nc-sa-4.0", "other", ...): the training data's terms.
         language: language code(s) of the training data.
-        task: a `task_formats` task; defaults to the one in the config's task settings, else "lm".
         base_model: the Hub id of the model this one was fine-tuned from.
         repo_id: the Hub id the card's examples load; defaults to the folder's name.
         eval_split: the name of the split `eval_results` were measured on.
@@ -153,8 +119,7 @@ def write_model_card(
     folder = Path(folder)
     config = AutoConfig.from_pretrained(folder)
     settings = settings_from_config(config)
-    task = task or settings.get("task", "lm")
-    description = _describe(config, task)
+    description = _describe(config)
     metrics = measured_metrics(eval_results or {})
     model_id = repo_id or folder.resolve().name
     dataset_name = dataset_name or dataset_id
@@ -232,18 +197,6 @@ def _card_sections(text: str) -> tuple[str, str, dict[str, str]]:
     return title, "\n".join(intro).strip(), {name: "\n".join(lines).strip() for name, lines in sections.items()}
 
 
-def _prompt_pattern(task: str, settings: dict) -> str | None:
-    """The prompt the model was trained to answer, with placeholders: what to send where no pipeline writes it."""
-    if task == "lm":
-        return None
-    if task == "qa":
-        return build_prompt("qa", "{context}", question="{question}")
-    languages = {}
-    if task == "translation" and (pairs := language_pairs(settings)):
-        languages = dict(zip(("src_lang", "tgt_lang"), pairs[0] if len(pairs) == 1 else ("{src_lang}", "{tgt_lang}")))
-    return build_prompt(task, "{text}", **languages)
-
-
 def write_llama_export_card(source_folder, folder, *, repo_id: str | None = None) -> ModelCard:
     """Write `README.md` into `folder`, a Llama export of the hf_tinylm model in `source_folder`; returns the card.
 
@@ -255,9 +208,7 @@ def write_llama_export_card(source_folder, folder, *, repo_id: str | None = None
     """
     folder, source_folder = Path(folder), Path(source_folder)
     config = AutoConfig.from_pretrained(folder)
-    settings = settings_from_config(config)
-    task = settings.get("task", "lm")
-    description = _describe(config, task)
+    description = _describe(config)
     model_id = repo_id or folder.resolve().name
     source_card = source_folder / "README.md"
     source = ModelCard.load(source_card) if source_card.is_file() else ModelCard("")
@@ -286,7 +237,7 @@ def write_llama_export_card(source_folder, folder, *, repo_id: str | None = None
         config_rows=_config_rows(config),
         min_transformers_version=MIN_TRANSFORMERS_VERSION,
         pipeline_files=sorted(path.name for path in folder.glob("*.py")),
-        prompt=_prompt_pattern(task, settings),
+        prompt=task_of(config).prompt_pattern(settings_from_config(config)),
         examples=usage.split("```", 2)[-1].strip() if usage.count("```") >= 2 else "",  # after the usage code
         sections=sections,
         **{key: description[key] for key in ("pipeline_tag", "example_call")},
@@ -324,11 +275,10 @@ def check_folder(folder) -> None:
     config = json.loads(config_path.read_text()) if config_path.is_file() else {}
     if not config:
         problems.append("no config.json")
-    trained_task = (config.get("task_specific_params") or {}).get(CONFIG_KEY, {}).get("task")
-    extractive = any(name.endswith("ForQuestionAnswering") for name in config.get("architectures") or [])
+    task = task_name((config.get("task_specific_params") or {}).get(CONFIG_KEY, {}), config.get("architectures") or [])
     # A model type transformers knows (a Llama export) loads without code of its own.
     needed = [] if config.get("model_type") in CONFIG_MAPPING_NAMES else ["auto_map"]
-    needed += ["custom_pipelines"] if pipeline_task(trained_task, extractive) else []
+    needed += ["custom_pipelines"] if TASKS[task]().pipeline else []
     for key in needed:
         if config and not config.get(key):
             problems.append(f"config.json has no `{key}` (save the model with hf_tinylm's `save_pretrained`)")

@@ -25,6 +25,7 @@ from .task_formats import (
     build_truncated_prompt,
     language_pairs,
     settings_from_config,
+    task_name,
 )
 from .tinylm_common import context_limit
 
@@ -475,32 +476,22 @@ def _in_word(char: str) -> bool:
     return not char.isspace() and not unicodedata.category(char).startswith("P")
 
 
-# task -> (pipeline class, the Auto class that loads its model)
+# The pipeline of each task that has one, by `task_formats.task_name`: (pipeline task, class, the Auto class that loads
+# its model). A plain language model is served by transformers' own text-generation pipeline, and so is generative
+# QA, a causal LM that writes its answer.
 PIPELINES = {
-    "translation": (TinyLMTranslationPipeline, "AutoModelForCausalLM"),
-    "summarization": (TinyLMSummarizationPipeline, "AutoModelForCausalLM"),
-    "question-answering": (TinyLMQuestionAnsweringPipeline, "AutoModelForQuestionAnswering"),
+    "translation": ("translation", TinyLMTranslationPipeline, "AutoModelForCausalLM"),
+    "summarization": ("summarization", TinyLMSummarizationPipeline, "AutoModelForCausalLM"),
+    "qa-extractive": ("question-answering", TinyLMQuestionAnsweringPipeline, "AutoModelForQuestionAnswering"),
 }
-
-
-def pipeline_task(trained_task: str | None, extractive: bool) -> str | None:
-    """The pipeline task that serves a model trained for `trained_task` (a `task_formats` task), if any.
-
-    `extractive`: the model has a `...ForQuestionAnswering` span head. None for a plain language model (served by
-    transformers' own `text-generation`) and for generative QA (a causal LM, which answers through text generation).
-    """
-    if extractive:
-        return "question-answering" if trained_task == "qa" else None
-    return trained_task if trained_task in ("translation", "summarization") else None
 
 
 def custom_pipelines(model) -> dict:
     """The `config.custom_pipelines` entry for `model`: the one pipeline of the task it was trained for, found in the
     copy of this file saved beside the model. One entry, so `pipeline(model=folder, trust_remote_code=True)` infers
     the task; `pipeline(task, model=folder, trust_remote_code=True)` works as well."""
-    extractive = type(model).__name__.endswith("ForQuestionAnswering")
-    task = pipeline_task(settings_from_config(model.config).get("task"), extractive)
-    if task is None:
+    task = task_name(settings_from_config(model.config), [type(model).__name__])
+    if task not in PIPELINES:
         return {}
-    pipeline_class, auto_class = PIPELINES[task]
-    return {task: {"impl": f"{__name__.rsplit('.', 1)[-1]}.{pipeline_class.__name__}", "pt": [auto_class]}}
+    pipeline_task, pipeline_class, auto_class = PIPELINES[task]
+    return {pipeline_task: {"impl": f"{__name__.rsplit('.', 1)[-1]}.{pipeline_class.__name__}", "pt": [auto_class]}}

@@ -119,6 +119,18 @@ def task_settings(task: str, **settings) -> dict:
     return {"task": check_task(task), **{k: v for k, v in settings.items() if v is not None}}
 
 
+def task_name(settings: dict, architectures=()) -> str:
+    """The task a model was trained for, from its task settings: "lm", "translation", "summarization",
+    "qa-generative" or "qa-extractive" (the keys of `hf_tinylm.tasks.TASKS`). The one place that tells the two kinds
+    of question answering apart: by the recorded mode, else (settings written without one) by a span head among
+    the config's `architectures`."""
+    task = settings.get("task", "lm")
+    if task != "qa":
+        return check_task(task)
+    extractive = any(name.endswith("ForQuestionAnswering") for name in architectures)
+    return f"qa-{settings.get('mode') or ('extractive' if extractive else 'generative')}"
+
+
 def settings_from_config(config) -> dict:
     """The task settings a model was trained with ({} for a plain language model)."""
     return dict((getattr(config, "task_specific_params", None) or {}).get(CONFIG_KEY, {}))

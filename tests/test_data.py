@@ -16,7 +16,15 @@ from tests import training_data
 
 def load(tmp_path, **kwargs) -> DatasetDict:
     data_args = DataArguments(**kwargs)
-    return data.task_examples(data.load_raw_datasets(data_args, cache_dir=str(tmp_path / "cache")), data_args)
+    task = data_args.to_task()
+    raw = data.load_raw_datasets(data_args.to_source(), task, cache_dir=str(tmp_path / "cache"))
+    return task.examples(raw, data_args.sample_limits(), {})
+
+
+def features(examples, tokenizer, **kwargs):
+    """The features train.py makes of `examples` with these arguments."""
+    data_args = DataArguments(**kwargs)
+    return data_args.to_task().features(examples, tokenizer, data_args.sample_limits(), {})
 
 
 @pytest.fixture(scope="module")
@@ -72,10 +80,10 @@ def test_translation_from_a_hub_style_translation_feature(tmp_path):
     rows = {"translation": [{"de": de, "en": en} for en, de in pairs]}
     raw = DatasetDict(train=Dataset.from_dict(rows, features=features))
     args = DataArguments(task="translation", source_lang="en", target_lang="de")
-    examples = data.task_examples(raw, args)
+    examples = args.to_task().examples(raw, {}, {})
     assert examples["train"][0] == {"source": pairs[0][0], "references": [pairs[0][1]]}
     with pytest.raises(ValueError, match=r"--target_lang 'fr' is not in the 'translation' column; it has \['de', 'en'\]"):
-        data.task_examples(raw, DataArguments(task="translation", source_lang="en", target_lang="fr"))
+        DataArguments(task="translation", source_lang="en", target_lang="fr").to_task().examples(raw, {}, {})
 
 
 def test_translation_rows_holding_different_languages(tmp_path):
@@ -137,7 +145,7 @@ def test_generative_qa_accepts_answers_without_positions(tmp_path):
 def test_lm_blocks(tmp_path, tokenizer):
     text = training_data.shakespeare_txt(tmp_path, chars=3000).read_text()
     examples = DatasetDict(train=Dataset.from_dict({"text": text.splitlines(keepends=True)}))
-    blocks = data.lm_features(examples, tokenizer, DataArguments(block_size=32))["train"]
+    blocks = features(examples, tokenizer, block_size=32)["train"]
     assert all(len(ids) == 32 for ids in blocks["input_ids"])
     assert blocks["labels"] == blocks["input_ids"]
     assert text.startswith(tokenizer.decode(np.concatenate(blocks["input_ids"])))
@@ -156,16 +164,15 @@ def test_lm_sample_limits_count_blocks_not_lines(tmp_path, tokenizer):
     """As run_clm.py: a few short lines would not fill one validation block, a few blocks always exist."""
     path = str(training_data.shakespeare_txt(tmp_path))
     args = dict(train_file=path, block_size=32, max_train_samples=5, max_eval_samples=3)
-    blocks = data.lm_features(load(tmp_path, **args), tokenizer, DataArguments(**args))
+    blocks = features(load(tmp_path, **args), tokenizer, **args)
     assert (len(blocks["train"]), len(blocks["validation"])) == (5, 3)
-    whole = data.lm_features(load(tmp_path, train_file=path), tokenizer, DataArguments(train_file=path, block_size=32))
+    whole = features(load(tmp_path, train_file=path), tokenizer, train_file=path, block_size=32)
     assert blocks["train"][:5] == whole["train"][:5] and blocks["validation"][:3] == whole["validation"][:3]
 
 
 def test_generation_features_train_on_the_target_only(tokenizer):
     examples = DatasetDict(train=Dataset.from_dict({"source": ["A man rides a bike."], "references": [["Ein Mann."]]}))
-    args = DataArguments(task="translation", source_lang="en", target_lang="de")
-    feature = data.generation_features(examples, tokenizer, args)["train"][0]
+    feature = features(examples, tokenizer, task="translation", source_lang="en", target_lang="de")["train"][0]
     prompt_length = feature["labels"].index(next(label for label in feature["labels"] if label != IGNORE_INDEX))
     prompt = build_prompt("translation", "A man rides a bike.", src_lang="en", tgt_lang="de")
     assert tokenizer.decode(feature["input_ids"][:prompt_length]) == prompt
@@ -176,8 +183,8 @@ def test_generation_features_train_on_the_target_only(tokenizer):
 def test_long_sources_are_cut_but_the_prompt_keeps_its_frame(tokenizer):
     source = " ".join(pair[0] for pair in training_data.multi30k_pairs(20))
     examples = DatasetDict(train=Dataset.from_dict({"context": [source], "question": ["Who?"], "answers": [["men"]]}))
-    args = DataArguments(task="qa", qa_mode="generative", max_source_length=40, max_target_length=8)
-    feature = data.generation_features(examples, tokenizer, args)["train"][0]
+    args = dict(task="qa", qa_mode="generative", max_source_length=40, max_target_length=8)
+    feature = features(examples, tokenizer, **args)["train"][0]
     prompt = tokenizer.decode(
         [i for i, label in zip(feature["input_ids"], feature["labels"]) if label == IGNORE_INDEX]
     )
@@ -194,15 +201,14 @@ def test_extractive_windows_point_at_the_answer_and_map_back(tmp_path, tokenizer
         tmp_path, task="qa", train_file=str(training_data.squad_json(tmp_path)), validation_split_percentage=0
     )
     examples = examples["train"].select(range(12))
-    args = DataArguments(task="qa", max_seq_length=64, doc_stride=16)
-    features = data.extractive_qa_features(examples, tokenizer, args, for_evaluation=True)
-    assert len(features) > len(examples)  # long contexts were split into windows
-    assert all(len(ids) <= 64 for ids in features["input_ids"])
-    with_answer = [i for i, start in enumerate(features["start_positions"]) if start != QA_NO_ANSWER_INDEX]
-    assert with_answer and len(with_answer) < len(features)
+    windows = data.extractive_qa_features(examples, tokenizer, 64, 16, for_evaluation=True, map_options={})
+    assert len(windows) > len(examples)  # long contexts were split into windows
+    assert all(len(ids) <= 64 for ids in windows["input_ids"])
+    with_answer = [i for i, start in enumerate(windows["start_positions"]) if start != QA_NO_ANSWER_INDEX]
+    assert with_answer and len(with_answer) < len(windows)
     by_id = {row["id"]: row for row in examples}
     for i in with_answer:
-        feature = features[i]
+        feature = windows[i]
         example = by_id[feature["example_id"]]
         start, end = (
             feature["offset_mapping"][feature["start_positions"]],
@@ -211,13 +217,13 @@ def test_extractive_windows_point_at_the_answer_and_map_back(tmp_path, tokenizer
         assert example["context"][start[0] : end[1]].strip() == example["answers"][0]
 
     # Logits peaking on the labelled span give back the gold answers after post-processing.
-    width = max(len(ids) for ids in features["input_ids"])
-    start_logits, end_logits = np.full((len(features), width), -100.0), np.full((len(features), width), -100.0)
-    for i in range(len(features)):
-        start_logits[i, : len(features[i]["input_ids"])] = end_logits[i, : len(features[i]["input_ids"])] = 0.0
-        start_logits[i, features[i]["start_positions"]] = end_logits[i, features[i]["end_positions"]] = 10.0
-    answers = extractive_answers(examples, features, start_logits, end_logits, n_best_size=5, max_answer_length=30)
-    answered = {features[i]["example_id"] for i in with_answer}
+    width = max(len(ids) for ids in windows["input_ids"])
+    start_logits, end_logits = np.full((len(windows), width), -100.0), np.full((len(windows), width), -100.0)
+    for i in range(len(windows)):
+        start_logits[i, : len(windows[i]["input_ids"])] = end_logits[i, : len(windows[i]["input_ids"])] = 0.0
+        start_logits[i, windows[i]["start_positions"]] = end_logits[i, windows[i]["end_positions"]] = 10.0
+    answers = extractive_answers(examples, windows, start_logits, end_logits, n_best_size=5, max_answer_length=30)
+    answered = {windows[i]["example_id"] for i in with_answer}
     assert [a.strip() for a, row in zip(answers, examples) if row["id"] in answered] == [
         row["answers"][0] for row in examples if row["id"] in answered
     ]
@@ -228,9 +234,7 @@ def test_question_too_long_for_a_window(tmp_path, tokenizer):
         tmp_path, task="qa", train_file=str(training_data.squad_json(tmp_path)), validation_split_percentage=0
     )
     with pytest.raises(ValueError, match="raise --max_seq_length or lower --doc_stride"):
-        data.extractive_qa_features(
-            examples["train"], tokenizer, DataArguments(task="qa", max_seq_length=24, doc_stride=8), False
-        )
+        features(examples, tokenizer, task="qa", max_seq_length=24, doc_stride=8)
 
 
 def test_missing_file(tmp_path):
@@ -250,7 +254,7 @@ def test_empty_data(tmp_path):
 def test_lm_text_shorter_than_a_block(tmp_path, tokenizer):
     examples = DatasetDict(train=Dataset.from_dict({"text": ["too short"]}))
     with pytest.raises(ValueError, match="lower --block_size"):
-        data.lm_features(examples, tokenizer, DataArguments(block_size=64))
+        features(examples, tokenizer, block_size=64)
 
 
 def test_unknown_columns(tmp_path):
