@@ -27,7 +27,7 @@ from .task_formats import (
     settings_from_config,
     task_name,
 )
-from .tinylm_common import context_limit
+from .tinylm_common import context_limit, new_tokens_that_fit
 
 logger = logging.get_logger(__name__)
 
@@ -165,7 +165,7 @@ class TinyLMGenerationPipeline(TextOnly, Pipeline):
             prompt = build_prompt(self.task_format, inputs, **prompt_args)
         model_inputs = self.tokenizer(prompt, add_special_tokens=False, return_tensors="pt")
         length = model_inputs["input_ids"].shape[1]
-        if limit is not None and length >= limit:
+        if new_tokens_that_fit(self.model.config, length, 1) == 0:
             raise ValueError(
                 f"The input is {length} tokens long with its prompt; this model reads at most {limit} tokens, prompt "
                 "and generated text together. Shorten it, or pass `truncation=True` to cut the source."
@@ -178,15 +178,15 @@ class TinyLMGenerationPipeline(TextOnly, Pipeline):
         max_new_tokens, requested = self._max_new_tokens(
             generate_kwargs.get("max_new_tokens"), generate_kwargs.get("generation_config")
         )
-        limit = context_limit(self.model.config)
-        if limit is not None and prompt_length + max_new_tokens > limit:
-            if requested:
-                logger.warning(
-                    f"Generating at most {limit - prompt_length} tokens instead of {max_new_tokens}: the prompt "
-                    f"takes {prompt_length} of the model's {limit} positions."
-                )
-            max_new_tokens = limit - prompt_length
-        generate_kwargs["max_new_tokens"] = max_new_tokens
+        # Here too, not only in our `generate()`: the pipeline also serves Llama exports, whose `generate()` would
+        # run past the context. The built-in default gives way silently.
+        fitting = new_tokens_that_fit(self.model.config, prompt_length, max_new_tokens)
+        if requested and fitting < max_new_tokens:
+            logger.warning(
+                f"Generating at most {fitting} tokens instead of {max_new_tokens}: the prompt takes {prompt_length} "
+                f"of the model's {context_limit(self.model.config)} positions."
+            )
+        generate_kwargs["max_new_tokens"] = fitting
         generation_config = generate_kwargs.get("generation_config", self.model.generation_config)
         if generation_config.pad_token_id is None:
             generate_kwargs.setdefault("pad_token_id", self.tokenizer.pad_token_id)

@@ -18,6 +18,14 @@ def context_limit(config) -> int | None:
     return getattr(config, "max_position_embeddings", None) if rope_type == "default" else None
 
 
+def new_tokens_that_fit(config, prompt_length: int, max_new_tokens: int) -> int:
+    """How many of `max_new_tokens` fit after a prompt of `prompt_length` tokens in the model's context (0 when the
+    prompt fills it): the one place that adds prompt and generated tokens up, for `generate()`, the pipelines and
+    train.py's sample alike."""
+    limit = context_limit(config)
+    return max_new_tokens if limit is None else max(0, min(max_new_tokens, limit - prompt_length))
+
+
 def fit_generation_to_context(model, inputs, generation_config, kwargs: dict) -> dict:
     """`generate()` arguments that stop at the end of the model's context: asked for more new tokens than fit after
     the prompt, generate what fits (with a warning) rather than fail at the limit and lose what was generated. A
@@ -31,8 +39,8 @@ def fit_generation_to_context(model, inputs, generation_config, kwargs: dict) ->
     max_new_tokens = kwargs.get("max_new_tokens", config.max_new_tokens)
     if max_new_tokens is None:  # `max_length` counts the prompt, for a decoder-only model
         max_new_tokens = kwargs.get("max_length", config.max_length) - prompt_length
-    room = limit - prompt_length
-    if room <= 0:
+    room = new_tokens_that_fit(model.config, prompt_length, max(max_new_tokens, 1))
+    if room == 0:
         raise ValueError(
             f"The prompt is {prompt_length} tokens long; this model reads at most {limit} tokens, prompt and "
             "generated text together, so nothing can be generated. Shorten the prompt."
