@@ -59,6 +59,22 @@ def score_predictions(metrics, predictions: list[str], references: list[list[str
     return scores
 
 
+@torch.no_grad()
+def span_logits(model, tokenizer, windows, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end logits of a span head for each extractive-QA window (padded on the right), as arrays of shape
+    (windows, longest window); positions past a window's end get -inf."""
+    model.eval()
+    width = max(len(ids) for ids in windows["input_ids"])
+    starts, ends = [], []
+    for batch in windows.select_columns(["input_ids"]).iter(batch_size):
+        inputs = tokenizer.pad(batch, padding_side="right", return_tensors="pt").to(model.device)
+        output = model(**inputs)
+        for logits, store in ((output.start_logits, starts), (output.end_logits, ends)):
+            logits = logits.float().masked_fill(inputs["attention_mask"] == 0, float("-inf"))
+            store.append(F.pad(logits, (0, width - logits.shape[1]), value=float("-inf")).cpu().numpy())
+    return np.concatenate(starts), np.concatenate(ends)
+
+
 def extractive_answers(examples, features, start_logits, end_logits, n_best_size: int, max_answer_length: int):
     """The best-scoring span of each example's context over all its windows (run_qa.py's post-processing, SQuAD v1.1:
     every question has an answer).

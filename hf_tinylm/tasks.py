@@ -46,6 +46,9 @@ class Task:
     predicts_next_token: ClassVar[bool] = True  # a causal LM head; else a span head (extractive QA)
     reads_plain_text: ClassVar[bool] = False  # whether .txt files (and the built-in corpus) are data for it
     longest_sequence_flags: ClassVar[str]  # the flags `longest_sequence` adds up, for messages
+    references_column: ClassVar[str] = "references"  # the task column of reference answers (the first is trained on)
+    input_column_shown: ClassVar[str] = "source"  # the task column printed as an evaluated example's input
+    saved_names: ClassVar[dict[str, str]] = {}  # task setting -> field, where the config records a field by another name
     card_summary: ClassVar[str]
     example_call: ClassVar[str]
 
@@ -102,9 +105,27 @@ class Task:
             "preprocess_logits_for_metrics": evaluation.sequence_nll,
         }
 
-    def evaluate(self, trainer, tokenizer, examples, features) -> dict:
-        """The final evaluation's metrics on the validation split."""
-        return trainer.evaluate()
+    def predict(self, model, tokenizer, examples, batch_size: int) -> list[str]:
+        """What the model answers for each task example, as users of the saved model get it: the texts its pipeline
+        generates, or the answers its pipeline extracts. The task's own, where it has `metrics`."""
+        raise NotImplementedError
+
+    def score(self, predictions: list[str], examples) -> dict:
+        """The task's `metrics` of `predictions` against the examples' references."""
+        return evaluation.score_predictions(self.metrics, predictions, list(examples[self.references_column]))
+
+    def evaluate(self, trainer, tokenizer, examples) -> dict:
+        """The final evaluation: `Trainer`'s (loss, and perplexity for a causal LM), then the task's metrics of the
+        answers `predict` gives for the validation examples (on the main process)."""
+        metrics = trainer.evaluate()
+        if self.metrics and trainer.is_world_process_zero():
+            validation = examples["validation"]
+            predictions = self.predict(trainer.model, tokenizer, validation, trainer.args.per_device_eval_batch_size)
+            metrics.update({f"eval_{key}": value for key, value in self.score(predictions, validation).items()})
+            reference = validation[0][self.references_column][0]
+            shown = validation[0][self.input_column_shown]
+            print(f"\nExample: {shown!r}\n  reference:  {reference!r}\n  prediction: {predictions[0]!r}")
+        return metrics
 
     def hyperparameters(self) -> dict:
         """What the model card reports of the task's settings."""
@@ -159,8 +180,6 @@ class TextToText(Task):
     """A target written after a prompt: `prompt + target + eos`, with the loss on the target only; evaluated on the
     texts `generate()` writes after the prompt, as the pipelines write them."""
 
-    references_column: ClassVar[str] = "references"  # the task column of reference targets (the first is trained on)
-    source_column_shown: ClassVar[str] = "source"  # the task column printed as the example's input
     longest_sequence_flags: ClassVar[str] = "--max_source_length plus --max_target_length or --max_new_tokens"
 
     max_source_length: int = 256
@@ -214,20 +233,8 @@ class TextToText(Task):
         generation_config.num_beams = self.num_beams
         generation_config.do_sample = False
 
-    def evaluate(self, trainer, tokenizer, examples, features) -> dict:
-        metrics = trainer.evaluate()
-        if trainer.is_world_process_zero():
-            validation = examples["validation"]
-            batch_size = trainer.args.per_device_eval_batch_size
-            predictions = evaluation.generate_predictions(
-                trainer.model, tokenizer, validation, self.prompt_ids, batch_size
-            )
-            references = list(validation[self.references_column])
-            scores = evaluation.score_predictions(self.metrics, predictions, references)
-            metrics.update({f"eval_{key}": value for key, value in scores.items()})
-            shown = validation[0][self.source_column_shown]
-            print(f"\nExample: {shown!r}\n  reference:  {references[0][0]!r}\n  prediction: {predictions[0]!r}")
-        return metrics
+    def predict(self, model, tokenizer, examples, batch_size: int) -> list[str]:
+        return evaluation.generate_predictions(model, tokenizer, examples, self.prompt_ids, batch_size)
 
     def hyperparameters(self) -> dict:
         return {"max source tokens": self.max_source_length, "max target tokens": self.max_target_length}
@@ -242,6 +249,8 @@ class Translation(TextToText):
     columns: ClassVar[tuple[str, ...]] = ("source", "references")
     text_columns: ClassVar[tuple[str, ...]] = ("source", "references")
     metrics: ClassVar[tuple[str, ...]] = ("bleu", "chrf")
+
+    saved_names: ClassVar[dict[str, str]] = {"src_lang": "source_lang", "tgt_lang": "target_lang"}
 
     source_lang: str | None = None
     target_lang: str | None = None
@@ -327,7 +336,7 @@ class GenerativeQA(QuestionColumns, TextToText):
     text_columns: ClassVar[tuple[str, ...]] = ("context", "question", "answers")
     metrics: ClassVar[tuple[str, ...]] = ("squad",)
     references_column: ClassVar[str] = "answers"
-    source_column_shown: ClassVar[str] = "question"
+    input_column_shown: ClassVar[str] = "question"
     card_summary: ClassVar[str] = "Answers a question about a context by writing the answer."
 
     def to_columns(self, dataset, map_options):
@@ -357,6 +366,8 @@ class ExtractiveQA(QuestionColumns, Task):
     text_columns: ClassVar[tuple[str, ...]] = ("context", "question", "answers")
     metrics: ClassVar[tuple[str, ...]] = ("squad",)
     predicts_next_token: ClassVar[bool] = False
+    references_column: ClassVar[str] = "answers"
+    input_column_shown: ClassVar[str] = "question"
     longest_sequence_flags: ClassVar[str] = "--max_seq_length"
     card_summary: ClassVar[str] = "Answers a question by pointing at the answer in a context."
     example_call: ClassVar[str] = 'pipe(question="Where is the tower?", context="The tower stands in Paris.")'
@@ -395,14 +406,12 @@ class ExtractiveQA(QuestionColumns, Task):
     def trainer_metrics(self) -> dict:
         return {}  # the span loss only; answers are scored once, at the end
 
-    def evaluate(self, trainer, tokenizer, examples, features) -> dict:
-        validation = examples["validation"]
-        output = trainer.predict(features["validation"], metric_key_prefix="eval")
-        answers = evaluation.extractive_answers(
-            validation, features["validation"], *output.predictions, self.n_best_size, self.max_answer_length
+    def predict(self, model, tokenizer, examples, batch_size: int) -> list[str]:
+        windows = data.extractive_qa_features(examples, tokenizer, self.max_seq_length, self.doc_stride, True, {})
+        start_logits, end_logits = evaluation.span_logits(model, tokenizer, windows, batch_size)
+        return evaluation.extractive_answers(
+            examples, windows, start_logits, end_logits, self.n_best_size, self.max_answer_length
         )
-        scores = evaluation.score_predictions(self.metrics, answers, list(validation["answers"]))
-        return {**output.metrics, **{f"eval_{key}": value for key, value in scores.items()}}
 
     def hyperparameters(self) -> dict:
         return {"window (tokens)": self.max_seq_length, "window stride": self.doc_stride}
@@ -422,5 +431,10 @@ TASKS: dict[str, type[Task]] = {
 
 
 def task_of(config) -> Task:
-    """The task a saved model was trained for, from its config (a plain language model when it records none)."""
-    return TASKS[task_name(settings_from_config(config), getattr(config, "architectures", None) or ())]()
+    """The task a saved model was trained for, with the settings its config records (the rest at their defaults; a
+    plain language model when the config records none)."""
+    settings = settings_from_config(config)
+    task_class = TASKS[task_name(settings, getattr(config, "architectures", None) or ())]
+    fields = {field.name for field in dataclasses.fields(task_class)}
+    recorded = {task_class.saved_names.get(key, key): value for key, value in settings.items()}
+    return task_class(**{name: value for name, value in recorded.items() if name in fields})
