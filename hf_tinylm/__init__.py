@@ -3,8 +3,10 @@
 Importing the package registers both model families with the Auto classes, and marks them for `auto_map` so a saved
 folder loads with `trust_remote_code=True` on machines where hf_tinylm is not installed. It also registers the
 translation, summarization and question-answering pipelines, so `pipeline("translation", model=model,
-tokenizer=tokenizer)` works in-process. Where PEFT is installed, it registers the attention family's default LoRA
-targets (`hf_tinylm.lora`), so `get_peft_model(model, LoraConfig(task_type="CAUSAL_LM"))` needs no `target_modules`.
+tokenizer=tokenizer)` works in-process. Its models write hf_tinylm's model card when saved, and upload through its
+checked upload (`hf_tinylm.hub.check_and_upload`). Where PEFT is installed, it registers the attention family's
+default LoRA targets (`hf_tinylm.lora`), so `get_peft_model(model, LoraConfig(task_type="CAUSAL_LM"))` needs no
+`target_modules`.
 """
 
 import transformers
@@ -18,6 +20,7 @@ from transformers.pipelines import PIPELINE_REGISTRY, REMOVED_TASKS
 
 from .configuration_tiny_attention import TinyAttentionConfig
 from .configuration_tiny_rnn import TinyRNNConfig
+from .hub import check_and_upload, write_model_card
 from .lora import LORA_TARGET_MODULES, RNN_LORA_TARGET_PARAMETERS, register_lora_targets
 from .modeling_tiny_attention import (
     TinyAttentionForCausalLM,
@@ -37,6 +40,7 @@ from .pipelines_tinylm import (
     TinyLMSummarizationPipeline,
     TinyLMTranslationPipeline,
 )
+from .tinylm_common import HubReadyMixin
 
 __version__ = "0.1.0"
 
@@ -55,6 +59,11 @@ def _register(config_class, base_class, causal_lm_class, qa_class) -> None:
 
 _register(TinyAttentionConfig, TinyAttentionModel, TinyAttentionForCausalLM, TinyAttentionForQuestionAnswering)
 _register(TinyRNNConfig, TinyRNNModel, TinyRNNForCausalLM, TinyRNNForQuestionAnswering)
+
+# The package's models write its model card and upload through its checked upload: hooks set here, because the
+# shipped code must not import the package (a folder's copy of it, loaded as remote code, has neither).
+HubReadyMixin.model_card_writer = staticmethod(write_model_card)
+HubReadyMixin.checked_uploader = staticmethod(check_and_upload)
 
 
 def _register_pipelines() -> None:

@@ -2,12 +2,12 @@
 
     hf-tinylm upload FOLDER REPO_ID [--private] [--create-pr] [--commit-message MSG] [--token TOKEN] [--endpoint URL]
 
-uploads a saved model folder, as is, to a Hub repository after checking it is complete (`hf_tinylm.hub.check_folder`).
+uploads a saved model folder, as is, to a Hub repository after checking it is complete (`hf_tinylm.hub.check_and_upload`).
 """
 
 import argparse
 
-from .hub import push_to_hub
+from .hub import check_and_upload
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     try:
-        commit = push_to_hub(
+        commit = check_and_upload(
             args.folder,
             args.repo_id,
             token=args.token,

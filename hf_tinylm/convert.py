@@ -25,12 +25,12 @@ from pathlib import Path
 import torch
 from huggingface_hub import snapshot_download
 from transformers import AutoConfig, AutoTokenizer, LlamaConfig, LlamaForCausalLM
-from transformers.dynamic_module_utils import get_relative_import_files
 
 from . import pipelines_tinylm
 from .configuration_tiny_attention import TinyAttentionConfig
 from .hub import validate_model_card, write_llama_export_card
 from .modeling_tiny_attention import TinyAttentionForCausalLM
+from .shipped import PIPELINE_MODULES
 from .tokenization import make_tokenizer_config_portable
 
 # Fields with the same name and meaning in both configs.
@@ -182,10 +182,8 @@ CARRIED_FILES = ("eval_results.json", "loss_curve.png")
 
 
 def pipeline_files() -> list[Path]:
-    """The code the task pipelines run: `pipelines_tinylm.py` and the modules it imports, relatively and recursively
-    (what transformers copies from a folder for `trust_remote_code`). None of it is model code."""
-    module = Path(pipelines_tinylm.__file__)
-    return [module, *(Path(name) for name in get_relative_import_files(module) if Path(name) != module)]
+    """The code the task pipelines run (`shipped.PIPELINE_MODULES`). None of it is model code."""
+    return [Path(__file__).with_name(name) for name in PIPELINE_MODULES]
 
 
 def export_llama(source, output_dir, *, repo_id: str | None = None) -> Path:

@@ -4,7 +4,7 @@
 folder's config and weights and from what training knows: data, hyper-parameters and measured evaluation results,
 which also become the card's `model-index` metadata. `write_llama_export_card` writes the card of a Llama export
 (`hf_tinylm.convert.export_llama`) from the source folder's card. `validate_model_card` and `check_folder` say what
-would be wrong on the Hub before `push_to_hub` uploads the folder as is.
+would be wrong on the Hub before `check_and_upload` uploads the folder as is.
 """
 
 import json
@@ -265,10 +265,11 @@ def validate_model_card(folder) -> ModelCard:
     return card
 
 
-def check_folder(folder) -> None:
+def check_folder(folder, *, with_tokenizer: bool = True) -> None:
     """Raise, listing every problem, unless the folder holds what a Hub repository of an hf_tinylm model needs:
-    weights, tokenizer, a config whose `auto_map` (for our model families; a Llama export needs none) and, for a
-    model trained for a pipeline task, `custom_pipelines` point at code that is there, and a valid model card."""
+    weights, tokenizer (unless `with_tokenizer` is False), a config whose `auto_map` (for our model families; a Llama
+    export needs none) and, for a model trained for a pipeline task, `custom_pipelines` point at code that is there,
+    and a valid model card."""
     folder = Path(folder)
     problems = []
     config_path = folder / "config.json"
@@ -291,7 +292,7 @@ def check_folder(folder) -> None:
             problems.append(f"{module}.py, which config.json refers to, is missing")
     if not any(folder.glob("*.safetensors")):
         problems.append("no safetensors weights")
-    if not (folder / "tokenizer_config.json").is_file():
+    if with_tokenizer and not (folder / "tokenizer_config.json").is_file():
         problems.append("no tokenizer (save it into the folder with `tokenizer.save_pretrained`)")
     try:
         validate_model_card(folder)
@@ -301,27 +302,50 @@ def check_folder(folder) -> None:
         raise ValueError(f"{folder} is not ready for the Hub: " + "; ".join(problems))
 
 
-def push_to_hub(
+def check_and_upload(
     folder,
     repo_id: str,
     *,
     token: str | None = None,
     private: bool | None = None,
-    commit_message: str = "Upload hf_tinylm model",
+    commit_message: str | None = None,
+    commit_description: str | None = None,
     create_pr: bool = False,
+    revision: str | None = None,
     endpoint: str | None = None,
     ignore_patterns: list[str] | None = None,
+    with_tokenizer: bool = True,
+    tags: list[str] | None = None,
+    keep_hub_card: bool = False,
 ):
     """Upload a saved model folder, as is (less `ignore_patterns`), to the Hub repository `repo_id` (created if
     needed; a bare name goes to the token's namespace); returns the `CommitInfo`. The folder is checked first
-    (`check_folder`), so a broken repository is never published."""
-    check_folder(folder)
+    (`check_folder`), so a broken repository is never published. The one upload path: `hf-tinylm upload`, train.py
+    --push_to_hub and the models' own `push_to_hub` all come here.
+
+    Args:
+        with_tokenizer: require a tokenizer in the folder; a model's `push_to_hub` uploads the model alone.
+        tags: added to the tags of the folder's model card (README.md is rewritten).
+        keep_hub_card: leave a model card already in the repository as it is, rather than replace it with the
+            folder's (transformers' rule for `push_to_hub`).
+    """
+    check_folder(folder, with_tokenizer=with_tokenizer)
+    if tags:
+        card = ModelCard.load(Path(folder) / "README.md")
+        card.data.tags = [*(card.data.tags or []), *(tag for tag in tags if tag not in (card.data.tags or []))]
+        card.save(Path(folder) / "README.md")
     api = HfApi(endpoint=endpoint, token=token)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    if revision is not None and not revision.startswith("refs/pr"):
+        api.create_branch(repo_id, branch=revision, exist_ok=True)
+    if keep_hub_card and api.file_exists(repo_id, "README.md", revision=revision):
+        ignore_patterns = [*(ignore_patterns or []), "README.md"]
     return api.upload_folder(
         folder_path=folder,
         repo_id=repo_id,
-        commit_message=commit_message,
+        commit_message=commit_message or "Upload hf_tinylm model",
+        commit_description=commit_description,
         create_pr=create_pr,
+        revision=revision,
         ignore_patterns=ignore_patterns,
     )

@@ -23,9 +23,9 @@ from .configuration_tiny_attention import TinyAttentionConfig
 
 # Every module a saved folder ships is imported here by name: before 5.x, transformers copies only the modules the
 # loaded file itself imports, and then requires all of theirs. (The pipeline code is used by `save_pretrained`.)
-from .pipelines_tinylm import custom_pipelines  # noqa: F401
+from .pipelines_tinylm import custom_pipelines
 from .task_formats import CONFIG_KEY  # noqa: F401
-from .tinylm_common import CheckedGeneration, HubReadyMixin, check_model_inputs, logits_positions
+from .tinylm_common import CheckedGeneration, HubReadyMixin, check_forward_inputs, logits_positions
 from .tinylm_compat import accepts_cache_argument, cache_of, causal_mask, output_with_cache, rope_config
 
 
@@ -223,6 +223,7 @@ class TinyAttentionPreTrainedModel(HubReadyMixin, PreTrainedModel):
     _supports_flex_attn = True
     _supports_attention_backend = True
     _can_compile_fullgraph = True
+    custom_pipelines_for = staticmethod(custom_pipelines)  # what `save_pretrained` lists in the config
 
 
 class TinyAttentionModel(TinyAttentionPreTrainedModel):
@@ -256,7 +257,7 @@ class TinyAttentionModel(TinyAttentionPreTrainedModel):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
         past_length = cache.get_seq_length() if cache is not None else 0
-        check_model_inputs(
+        check_forward_inputs(
             self.config, input_ids, inputs_embeds, attention_mask, past_length, position_ids=position_ids
         )
         if inputs_embeds is None:

@@ -22,9 +22,9 @@ from .configuration_tiny_rnn import TinyRNNConfig
 
 # Every module a saved folder ships is imported here by name: before 5.x, transformers copies only the modules the
 # loaded file itself imports, and then requires all of theirs. (The pipeline code is used by `save_pretrained`.)
-from .pipelines_tinylm import custom_pipelines  # noqa: F401
+from .pipelines_tinylm import custom_pipelines
 from .task_formats import CONFIG_KEY  # noqa: F401
-from .tinylm_common import CheckedGeneration, HubReadyMixin, check_model_inputs, logits_positions
+from .tinylm_common import CheckedGeneration, HubReadyMixin, check_forward_inputs, logits_positions
 from .tinylm_compat import accepts_cache_argument, cache_of, init, output_with_cache
 
 RECURRENT_MODULES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -249,6 +249,7 @@ class TinyRNNPreTrainedModel(HubReadyMixin, PreTrainedModel):
     _no_split_modules = ["TinyRNNLayer"]
     # The state cannot be rolled back to an earlier token, which assisted generation would need.
     _is_stateful = True
+    custom_pipelines_for = staticmethod(custom_pipelines)  # what `save_pretrained` lists in the config
 
     @classmethod
     def _supports_default_dynamic_cache(cls) -> bool:
@@ -322,7 +323,7 @@ class TinyRNNModel(TinyRNNPreTrainedModel):
                 mask_past_length = max(attention_mask.shape[1] - seq_length, 0)
         # Without past columns, a mask covers everything only if no state was carried in from an earlier call.
         covers_everything = mask_past_length > 0 or cache is None or cache.get_state(0) is None
-        check_model_inputs(
+        check_forward_inputs(
             self.config, input_ids, inputs_embeds, attention_mask, mask_past_length, covers_everything
         )
 

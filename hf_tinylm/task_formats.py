@@ -23,7 +23,8 @@ ADDITIONAL_SPECIAL_TOKENS = [SEPARATOR, CONTEXT_TOKEN, *TASK_TOKENS.values()]
 CONFIG_KEY = "hf_tinylm"  # key under config.task_specific_params
 
 
-def check_task(task: str) -> str:
+def known_task(task: str) -> str:
+    """`task`, if it is one hf_tinylm formats; otherwise an error that lists those."""
     if task not in TASKS:
         raise ValueError(f"Unknown task {task!r}; expected one of {', '.join(TASKS)}.")
     return task
@@ -43,7 +44,7 @@ def build_prompt(
     summarization: "<|summarize|>{source}<|sep|>"
     qa (generative): "<|context|>{context}<|question|>{question}<|sep|>"  (`source` is the context)
     """
-    check_task(task)
+    known_task(task)
     if task == "lm":
         return source
     if not isinstance(source, str) or not source.strip():
@@ -116,7 +117,7 @@ def language_pairs(settings: dict) -> list[tuple[str, str]]:
 
 def task_settings(task: str, **settings) -> dict:
     """What to store in `config.task_specific_params[CONFIG_KEY]` so pipelines rebuild the same prompts."""
-    return {"task": check_task(task), **{k: v for k, v in settings.items() if v is not None}}
+    return {"task": known_task(task), **{k: v for k, v in settings.items() if v is not None}}
 
 
 def task_name(settings: dict, architectures=()) -> str:

@@ -1,4 +1,5 @@
-"""Pieces both model families share. Copied into every saved model folder, so it imports only torch/transformers."""
+"""Pieces both model families share. Copied into every saved model folder (`hf_tinylm.shipped`), so it imports only
+torch, transformers, safetensors and the other shipped modules."""
 
 import glob
 import os
@@ -64,7 +65,7 @@ def logits_positions(logits_to_keep: int | torch.Tensor) -> slice | torch.Tensor
     return slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
 
 
-def check_model_inputs(
+def check_forward_inputs(
     config,
     input_ids: torch.Tensor | None,
     inputs_embeds: torch.Tensor | None,
@@ -208,13 +209,24 @@ class HubReadyMixin:
 
     Besides the model code transformers copies for `auto_map`, the pipeline code is copied too, and the config lists
     the pipeline of the task the model was trained for (`custom_pipelines`), so `pipeline("translation",
-    model=folder, trust_remote_code=True)` works, and without the task name too. Where hf_tinylm is installed, a
-    model card (README.md) is written when the folder has none; train.py then replaces it with one that has the
-    training data and evaluation results. `push_to_hub` (and `save_pretrained(..., push_to_hub=True)`) upload that
-    card too, where transformers would write a generic one.
+    model=folder, trust_remote_code=True)` works, and without the task name too.
 
-    Both families inherit it first: `class TinyXPreTrainedModel(HubReadyMixin, PreTrainedModel)`.
+    Two hooks, which `hf_tinylm/__init__.py` sets on the package's own classes (this file never imports the package:
+    a saved folder's copy of it runs without hf_tinylm, and the package imports this file):
+    - `model_card_writer(folder)`: `save_pretrained` writes a model card (README.md) when the folder has none;
+      train.py then replaces it with one that has the training data and evaluation results.
+    - `checked_uploader(folder, repo_id, ...)`: `push_to_hub` (and `save_pretrained(..., push_to_hub=True)`) upload
+      through hf_tinylm's one upload path, which checks the folder first and sends that card.
+    The folder's copy of this code (what `trust_remote_code=True` loads where hf_tinylm is not imported) has no hooks,
+    even where hf_tinylm is installed: it writes no card, and uploads with transformers' own `push_to_hub`.
+
+    Both families inherit it first, and name the function that finds their pipeline (the modeling file imports
+    pipelines_tinylm, which imports this file: a model piece importing the pipelines would close a cycle):
+    `class TinyXPreTrainedModel(HubReadyMixin, PreTrainedModel): custom_pipelines_for = staticmethod(custom_pipelines)`.
     """
+
+    model_card_writer = None
+    checked_uploader = None
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
@@ -235,18 +247,11 @@ class HubReadyMixin:
         if push_to_hub:  # uploaded below, by `push_to_hub`, so the upload carries this folder's card
             hub_args = {k: kwargs.pop(k) for k in ("repo_id", "commit_message", "create_pr", "private") if k in kwargs}
             hub_args["token"] = kwargs.get("token")
-        # A relative import, so transformers copies pipelines_tinylm.py (and what it imports) beside this file.
-        from .pipelines_tinylm import custom_pipelines
-
-        self.config.custom_pipelines = custom_pipelines(self)
+        self.config.custom_pipelines = self.custom_pipelines_for(self)
         super().save_pretrained(save_directory, is_main_process=is_main_process, **kwargs)
-        if is_main_process and not os.path.exists(os.path.join(save_directory, "README.md")):
-            try:
-                from hf_tinylm.hub import write_model_card
-            except ImportError:  # remote code on a machine without hf_tinylm: no card
-                pass
-            else:
-                write_model_card(save_directory)
+        card_missing = not os.path.exists(os.path.join(save_directory, "README.md"))
+        if is_main_process and self.model_card_writer is not None and card_missing:
+            self.model_card_writer(save_directory)
         if push_to_hub and is_main_process:
             repo_id = hub_args.pop("repo_id", os.path.basename(os.path.normpath(save_directory)))
             self.push_to_hub(repo_id, **hub_args)
@@ -263,32 +268,31 @@ class HubReadyMixin:
         create_pr: bool = False,
         max_shard_size: int | str | None = "50GB",
         tags: list[str] | str | None = None,
-    ) -> str:
-        """transformers' `push_to_hub`, except for the model card: a repository that has none gets the one
-        `save_pretrained` writes (pipeline tag, usage with `trust_remote_code`, configuration) rather than
-        transformers' generic one. A card already on the Hub is kept, as transformers does."""
-        # Imported here, not with the module: a saved folder's code should load even if these helpers move.
-        from huggingface_hub import ModelCard
-        from transformers.utils.hub import create_and_tag_model_card, hf_api
-
-        repo_id = hf_api().create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
-        tags = [*(self.model_tags or []), *([tags] if isinstance(tags, str) else tags or [])]
+    ):
+        """transformers' `push_to_hub`, through hf_tinylm's checked upload where the package set the hook: the model
+        is saved into a temporary folder, which must pass the package's folder check (the tokenizer aside: as in
+        transformers, it is pushed on its own), and is uploaded with the card `save_pretrained` writes (pipeline tag,
+        usage with `trust_remote_code`, configuration) rather than transformers' generic one, the model's tags added
+        to it. A card already on the Hub is kept, as transformers does (left as it is: transformers would add the
+        tags to it). Without the hook, transformers' own upload and generic card. Returns the `CommitInfo`."""
+        tags = [tags] if isinstance(tags, str) else list(tags or [])
+        upload_args = {
+            "commit_message": commit_message,
+            "commit_description": commit_description,
+            "private": private,
+            "token": token,
+            "revision": revision,
+            "create_pr": create_pr,
+        }
+        if self.checked_uploader is None:  # the folder's copy of this code: transformers' upload and generic card
+            return super().push_to_hub(repo_id, max_shard_size=max_shard_size, tags=tags or None, **upload_args)
         with tempfile.TemporaryDirectory() as folder:
             self.save_pretrained(folder, max_shard_size=max_shard_size)
-            local_card = os.path.join(folder, "README.md")
-            if os.path.exists(local_card) and not hf_api().file_exists(repo_id, "README.md", token=token):
-                card = ModelCard.load(local_card)
-                card.data.tags = [*(card.data.tags or []), *(tag for tag in tags if tag not in (card.data.tags or []))]
-            else:
-                card = create_and_tag_model_card(repo_id, tags or None, token=token)
-            card.save(local_card)
-            return self._upload_modified_files(
+            return self.checked_uploader(
                 folder,
                 repo_id,
-                files_timestamps={},
-                commit_message=commit_message,
-                token=token,
-                create_pr=create_pr,
-                revision=revision,
-                commit_description=commit_description,
+                tags=[*(self.model_tags or []), *tags],
+                with_tokenizer=False,
+                keep_hub_card=True,
+                **upload_args,
             )

@@ -46,8 +46,9 @@ from . import data, evaluation
 from .checkpoints import last_complete_checkpoint, missing_parts
 from .configuration_tiny_attention import TinyAttentionConfig
 from .configuration_tiny_rnn import RECURRENT_CELLS, TinyRNNConfig
-from .hub import push_to_hub, write_model_card
+from .hub import check_and_upload, write_model_card
 from .metrics import check_installed as check_metrics_installed
+from .shipped import SHIPPED_MODULES
 from .task_formats import CONFIG_KEY, settings_from_config, task_settings
 from .tinylm_common import context_limit
 from .tokenization import (
@@ -441,7 +442,7 @@ def run(
         _report(trainer, tokenizer, model_args, data_args, metrics)
         if upload:
             repo_id = training_args.hub_model_id or Path(training_args.output_dir).name
-            commit = push_to_hub(
+            commit = check_and_upload(
                 training_args.output_dir,
                 repo_id,
                 token=training_args.hub_token,
@@ -532,10 +533,8 @@ def _save_final_folder(trainer: Trainer) -> None:
     to `training_args.json`), and a tokenizer config every supported transformers release reads."""
     folder = Path(trainer.args.output_dir)
     if trainer.is_world_process_zero() and folder.is_dir():
-        package_modules = {path.name for path in Path(__file__).parent.glob("*.py")}
-        for path in folder.glob("*.py"):
-            if path.name in package_modules:
-                path.unlink()
+        for name in SHIPPED_MODULES:
+            (folder / name).unlink(missing_ok=True)
     trainer.save_model()
     if trainer.is_world_process_zero():
         (folder / "training_args.bin").unlink(missing_ok=True)

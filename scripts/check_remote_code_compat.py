@@ -1,4 +1,4 @@
-"""Check which transformers releases run the code that hf_tinylm saves into every model folder.
+"""Check which transformers releases run the code that hf_tinylm saves into every model folder (hf_tinylm/shipped.py).
 
 It saves a folder of each model family for each task with this environment's hf_tinylm, then, for each release,
 takes a virtual environment with that transformers (and this environment's torch, shared rather than reinstalled),

@@ -13,21 +13,23 @@ from unittest import mock
 import pytest
 import torch
 from huggingface_hub import HfApi, ModelCard, constants, get_session, set_client_factory
-from huggingface_hub.errors import OfflineModeIsEnabled
+from huggingface_hub.errors import EntryNotFoundError, OfflineModeIsEnabled
 from huggingface_hub.utils import _http
+from transformers.dynamic_module_utils import get_class_from_dynamic_module
 from transformers.utils.hub import PushToHubMixin
 
 from hf_tinylm import TinyAttentionConfig, TinyAttentionForQuestionAnswering, TinyRNNConfig, TinyRNNForCausalLM
 from hf_tinylm.cli import main
 from hf_tinylm.hub import (
     MIN_TRANSFORMERS_VERSION,
+    check_and_upload,
     check_folder,
     measured_metrics,
-    push_to_hub,
     validate_model_card,
     write_model_card,
 )
 from hf_tinylm.task_formats import CONFIG_KEY, task_settings
+from hf_tinylm.tinylm_common import HubReadyMixin
 from hf_tinylm.tokenization import train_tokenizer
 
 EVAL_RESULTS = {
@@ -152,7 +154,7 @@ def test_measured_metrics_leave_out_the_run_bookkeeping():
 
 class StandInHub(BaseHTTPRequestHandler):
     """Answers create-repo, README validation, pre-upload (every file "regular", sent inline) and commit; records
-    the files each commit carried."""
+    the files and the summary each commit carried."""
 
     def log_message(self, *args):
         pass
@@ -182,6 +184,7 @@ class StandInHub(BaseHTTPRequestHandler):
             )
         if "/commit/" in path:
             lines = [json.loads(line) for line in body.splitlines()]
+            self.server.summaries.append(lines[0]["value"]["summary"])
             self.server.commits.append(
                 {
                     line["value"]["path"]: base64.b64decode(line["value"]["content"])
@@ -225,7 +228,7 @@ def reachable_when_offline(host: str, port: int):
 @pytest.fixture
 def hub():
     server = ThreadingHTTPServer(("127.0.0.1", 0), StandInHub)
-    server.repos, server.commits = [], []
+    server.repos, server.commits, server.summaries = [], [], []
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     server.endpoint = f"http://127.0.0.1:{server.server_port}"
@@ -249,13 +252,13 @@ def folder_contents(folder):
     return {str(path.relative_to(folder)): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
 
 
-def test_push_to_hub_uploads_exactly_the_files_of_the_folder(tmp_path, tokenizer, hub):
+def test_check_and_upload_uploads_exactly_the_files_of_the_folder(tmp_path, tokenizer, hub):
     save_translation_model(tmp_path, tokenizer)
     write_model_card(tmp_path, eval_results=EVAL_RESULTS, repo_id="someone/tiny")
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "events.txt").write_text("logs")
 
-    commit = push_to_hub(tmp_path, "someone/tiny", token="hf_test", private=True, endpoint=hub.endpoint)
+    commit = check_and_upload(tmp_path, "someone/tiny", token="hf_test", private=True, endpoint=hub.endpoint)
     assert commit.commit_url == f"{hub.endpoint}/someone/tiny/commit/{'1' * 40}"
     assert [(repo["organization"], repo["name"], repo["visibility"]) for repo in hub.repos] == [
         ("someone", "tiny", "private")
@@ -267,41 +270,68 @@ def test_push_to_hub_uploads_exactly_the_files_of_the_folder(tmp_path, tokenizer
     )
 
 
-def test_the_model_s_own_push_to_hub_uploads_the_hf_tinylm_card(tmp_path, tokenizer, monkeypatch):
-    """`model.push_to_hub` / `save_pretrained(push_to_hub=True)`, as transformers users call them: same files as a
-    saved folder, and our card (transformers' would be a generic one) unless the repository already has a card."""
-    uploads, remote_card = [], {"exists": False}
-    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kwargs: SimpleNamespace(repo_id=repo_id))
+def test_the_model_s_own_push_to_hub_is_the_checked_upload(tmp_path, tokenizer, hub, monkeypatch):
+    """`model.push_to_hub` / `save_pretrained(push_to_hub=True)`, as transformers users call them, go through
+    `check_and_upload`: same files as a saved folder, and our card (transformers' would be a generic one) unless the
+    repository already has a card."""
+    remote_card = {"exists": False}
+    monkeypatch.setattr(constants, "ENDPOINT", hub.endpoint)
     monkeypatch.setattr(HfApi, "file_exists", lambda self, repo_id, filename, **kwargs: remote_card["exists"])
+    model = save_translation_model(tmp_path / "saved", tokenizer)
+    model.push_to_hub("someone/tiny", commit_message="first", tags=["demo"], token="hf_test")
+    model.save_pretrained(tmp_path / "again", push_to_hub=True, repo_id="someone/tiny2", token="hf_test")
+    assert [(repo["organization"], repo["name"]) for repo in hub.repos] == [("someone", "tiny"), ("someone", "tiny2")]
+    assert hub.summaries == ["first", "Upload hf_tinylm model"]
+    saved = folder_contents(tmp_path / "saved")
+    for files in hub.commits:
+        assert set(files) == set(saved) - {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja"}  # model only
+        card = ModelCard(files["README.md"].decode())
+        assert card.data.pipeline_tag == "translation" and {"hf_tinylm", "custom_code"} <= set(card.data.tags)
+        assert 'pipeline("translation", model=' in card.text
+    assert "demo" in ModelCard(hub.commits[0]["README.md"].decode()).data.tags
+    assert "demo" not in ModelCard(hub.commits[1]["README.md"].decode()).data.tags
+
+    # A card already on the Hub is kept (transformers' rule): the upload carries no card to replace it.
+    remote_card["exists"] = True
+    model.push_to_hub("someone/tiny", token="hf_test")
+    assert set(hub.commits[-1]) == set(hub.commits[0]) - {"README.md"}
+
+    # The folder is checked first: one that fails the check is not uploaded.
+    monkeypatch.setattr(HubReadyMixin, "model_card_writer", None)
+    with pytest.raises(ValueError, match="is not ready for the Hub: .*has no model card"):
+        model.push_to_hub("someone/tiny", token="hf_test")
+    assert len(hub.commits) == 3
+
+
+def test_the_folder_s_copy_of_the_code_writes_no_card_and_uploads_with_transformers(tmp_path, tokenizer, monkeypatch):
+    """The one behaviour change of the card and upload hooks: the folder's copy of the code (what trust_remote_code
+    loads where hf_tinylm is not imported) has no hooks, even where hf_tinylm is installed."""
+    save_translation_model(tmp_path / "saved", tokenizer)
+    remote_class = get_class_from_dynamic_module("modeling_tiny_rnn.TinyRNNForCausalLM", tmp_path / "saved")
+    assert remote_class.__module__.startswith("transformers_modules.")
+    remote = remote_class.from_pretrained(tmp_path / "saved")
+    assert (remote.model_card_writer, remote.checked_uploader) == (None, None)
+    remote.save_pretrained(tmp_path / "resaved")
+    assert not (tmp_path / "resaved" / "README.md").exists() and (tmp_path / "resaved" / "config.json").is_file()
+
+    uploads = []
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kwargs: SimpleNamespace(repo_id=repo_id))
+    monkeypatch.setattr(ModelCard, "load", classmethod(lambda cls, *args, **kwargs: raise_(EntryNotFoundError("none"))))
     monkeypatch.setattr(
         PushToHubMixin,
         "_upload_modified_files",
         lambda self, folder, repo_id, **kwargs: uploads.append((repo_id, folder_contents(Path(folder)), kwargs)),
     )
-    model = save_translation_model(tmp_path / "saved", tokenizer)
-    model.push_to_hub("someone/tiny", commit_message="first", tags=["demo"])
-    model.save_pretrained(tmp_path / "again", push_to_hub=True, repo_id="someone/tiny2")
-    assert [(repo, kwargs["commit_message"]) for repo, _, kwargs in uploads] == [
-        ("someone/tiny", "first"),
-        ("someone/tiny2", None),
-    ]
-    saved = folder_contents(tmp_path / "saved")
-    for _, files, _ in uploads:
-        assert set(files) == set(saved) - {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja"}  # model only
-        card = ModelCard(files["README.md"].decode())
-        assert card.data.pipeline_tag == "translation" and {"hf_tinylm", "custom_code"} <= set(card.data.tags)
-        assert 'pipeline("translation", model=' in card.text
-    assert "demo" in ModelCard(uploads[0][1]["README.md"].decode()).data.tags
+    remote.push_to_hub("someone/tiny", commit_message="first", tags=["demo"])
+    ((repo_id, files, kwargs),) = uploads
+    assert (repo_id, kwargs["commit_message"]) == ("someone/tiny", "first")
+    card = ModelCard(files["README.md"].decode())  # transformers' generic card
+    assert card.data.tags == ["demo"] and "hf_tinylm" not in card.text
+    assert set(files) == set(folder_contents(tmp_path / "resaved")) | {"README.md"}
 
-    # A card already on the Hub is kept (transformers' rule): not replaced by a fresh one.
-    remote_card["exists"] = True
-    monkeypatch.setattr(
-        ModelCard,
-        "load",
-        classmethod(lambda cls, repo_id, **kwargs: ModelCard("---\nlicense: mit\n---\nOurs, edited on the Hub.")),
-    )
-    model.push_to_hub("someone/tiny")
-    assert ModelCard(uploads[-1][1]["README.md"].decode()).text.strip() == "Ours, edited on the Hub."
+
+def raise_(error):
+    raise error
 
 
 def test_cli_uploads_a_complete_folder_and_refuses_an_incomplete_one(tmp_path, tokenizer, hub, capsys):

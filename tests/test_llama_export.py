@@ -12,13 +12,14 @@ from hf_tinylm import TinyRNNConfig, TinyRNNForCausalLM, convert
 from hf_tinylm.convert import export_llama, pipeline_files
 from hf_tinylm.hub import check_folder, write_model_card
 from hf_tinylm.pipelines_tinylm import custom_pipelines
+from hf_tinylm.shipped import PIPELINE_MODULES
 from hf_tinylm.task_formats import CONFIG_KEY, build_prompt
 from hf_tinylm.tokenization import train_tokenizer
 from tests.helpers import run_without_hf_tinylm
 from tests.test_pipelines import CONTEXT, QUESTION, SOURCE, make_model
 
 EVAL_RESULTS = {"eval_bleu": 12.5, "eval_loss": 1.25, "eval_runtime": 3.2}
-PIPELINE_FILES = {"pipelines_tinylm.py", "task_formats.py", "tinylm_common.py"}
+PIPELINE_FILES = set(PIPELINE_MODULES)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def test_export_is_a_plain_llama_that_computes_and_translates_as_the_original(to
     out = export_llama(source, tmp_path / "mt-llama")
 
     files = {path.name for path in out.iterdir()}
-    assert {path.name for path in pipeline_files()} == PIPELINE_FILES  # the pipelines import no model code
+    assert {path.name for path in pipeline_files()} == PIPELINE_FILES  # no model code: tests/test_shipped_code.py
     assert files == {
         "config.json",
         "generation_config.json",

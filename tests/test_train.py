@@ -25,6 +25,7 @@ from transformers import (
 )
 
 from hf_tinylm import TinyAttentionConfig, training
+from hf_tinylm.shipped import FOLDER_MODULES
 from hf_tinylm.task_formats import ADDITIONAL_SPECIAL_TOKENS, settings_from_config
 from hf_tinylm.tokenization import train_tokenizer, vocabulary_fingerprint
 from tests import training_data
@@ -424,7 +425,7 @@ def test_push_to_hub_uploads_the_finished_folder_once_with_its_card(tmp_path, mo
         uploads.append((Path(folder), repo_id, kwargs["ignore_patterns"], card.data.tags, sorted(os.listdir(folder))))
         return SimpleNamespace(commit_url=f"https://hub.example/{repo_id}/commit/1")
 
-    monkeypatch.setattr(training, "push_to_hub", record)
+    monkeypatch.setattr(training, "check_and_upload", record)
     monkeypatch.setattr(training, "_check_hub_access", lambda args: None)
     # Trainer itself never contacts the Hub (this machine has no network: it would fail if it tried).
     train(tmp_path, "--train_file", str(training_data.shakespeare_txt(tmp_path)), "--block_size", "32",
@@ -564,11 +565,7 @@ def test_a_reused_folder_holds_only_its_own_models_code_and_no_pickle(tmp_path):
     train(tmp_path, "--train_file", text, "--tokenizer_type", "char", "--block_size", "32")
     assert (tmp_path / "model" / "modeling_tiny_attention.py").is_file()
     _, folder = train(tmp_path, "--train_file", text, "--tokenizer_type", "char", "--block_size", "32", "--arch", "rnn")
-    code = sorted(path.name for path in folder.glob("*.py"))
-    assert code == [
-        "configuration_tiny_rnn.py", "modeling_tiny_rnn.py", "pipelines_tinylm.py", "task_formats.py",
-        "tinylm_common.py", "tinylm_compat.py",
-    ]  # fmt: skip
+    assert {path.name for path in folder.glob("*.py")} == set(FOLDER_MODULES["tiny_rnn"])
     assert not list(folder.glob("*.bin")) and not list(folder.glob("*.pkl"))
     assert json.loads((folder / "training_args.json").read_text())["output_dir"] == str(folder)
     assert AutoConfig.from_pretrained(folder, trust_remote_code=True).model_type == "tiny_rnn"
