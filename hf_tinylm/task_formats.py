@@ -127,7 +127,7 @@ def task_name(settings: dict, architectures=()) -> str:
     the config's `architectures`."""
     task = settings.get("task", "lm")
     if task != "qa":
-        return check_task(task)
+        return known_task(task)
     extractive = any(name.endswith("ForQuestionAnswering") for name in architectures)
     return f"qa-{settings.get('mode') or ('extractive' if extractive else 'generative')}"
 
