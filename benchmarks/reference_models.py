@@ -393,11 +393,11 @@ def evaluate_extractive(folder, rows: list[dict], max_seq_length=256, doc_stride
     import torch
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
-    from hf_tinylm import data, evaluation
+    from hf_tinylm import arguments, data, evaluation
 
     model = AutoModelForQuestionAnswering.from_pretrained(folder).eval()
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    args = data.DataArguments(
+    args = arguments.DataArguments(
         task="qa", qa_mode="extractive", max_seq_length=max_seq_length, doc_stride=doc_stride
     )
     raw = datasets.Dataset.from_list(
@@ -426,11 +426,11 @@ def evaluate_generation(folder, task: str, rows_path: Path, data_kwargs: dict, b
     import datasets
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from hf_tinylm import data, evaluation
+    from hf_tinylm import arguments, data, evaluation
 
     model = AutoModelForCausalLM.from_pretrained(folder).eval()
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    args = data.DataArguments(task=task, train_file=str(rows_path), max_eval_samples=limit, **data_kwargs)
+    args = arguments.DataArguments(task=task, train_file=str(rows_path), max_eval_samples=limit, **data_kwargs)
     raw = datasets.DatasetDict(validation=data._load_file(str(rows_path), args, None))
     examples = data.task_examples(raw, args)["validation"]
     predictions = evaluation.generate_predictions(model, tokenizer, examples, args, batch_size)
@@ -630,7 +630,7 @@ def measure_feature_length(run: Run, folder: Path | None = None) -> None:
     from transformers import AutoTokenizer
 
     from hf_tinylm import data
-    from hf_tinylm.training import parse_args
+    from hf_tinylm.arguments import parse_args
 
     folder = Path(folder or run.output_dir)
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -655,7 +655,7 @@ def measure_decode_speed(run: Run, new_tokens: int = 32, repeats: int = 5) -> fl
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from hf_tinylm import data
+    from hf_tinylm import arguments, data
 
     if run.task == "qa":
         return None
@@ -668,9 +668,9 @@ def measure_decode_speed(run: Run, new_tokens: int = 32, repeats: int = 5) -> fl
         path = PREPARED / ("multi30k_test2016.jsonl" if run.data == "multi30k" else "scitldr_test.jsonl")
         row = json.loads(path.read_text().splitlines()[0])
         source = row["en"] if run.data == "multi30k" else " ".join(row["source"])
-        args = data.DataArguments(task=run.task, source_lang="en", target_lang="de", max_source_length=64)
+        args = arguments.DataArguments(task=run.task, source_lang="en", target_lang="de", max_source_length=64)
         if run.data == "scitldr":
-            args = data.DataArguments(task=run.task, max_source_length=256)
+            args = arguments.DataArguments(task=run.task, max_source_length=256)
         ids = data.prompt_ids({"source": [source]}, tokenizer, args)[0]
     inputs = torch.tensor([ids])
     times = []
