@@ -386,39 +386,22 @@ def _quote(arg: str) -> str:
 # ------------------------------------------------------------------------------------------------ evaluation
 
 
-def evaluate_extractive(folder, rows: list[dict], max_seq_length=256, doc_stride=128, n_best=20, max_answer=3):
-    """Exact match / F1 of a saved extractive QA model on SQuAD-style rows (train.py's features and post-processing)."""
+def evaluate_extractive(folder, rows: list[dict], max_seq_length=256, doc_stride=128, max_answer=3):
+    """Exact match / F1 of a saved extractive QA model on SQuAD-style rows (train.py's evaluation)."""
     import datasets
-    import numpy as np
-    import torch
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
-    from hf_tinylm import data, evaluation
+    from hf_tinylm.tasks import ExtractiveQA
 
     model = AutoModelForQuestionAnswering.from_pretrained(folder).eval()
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    args = data.DataArguments(
-        task="qa", qa_mode="extractive", max_seq_length=max_seq_length, doc_stride=doc_stride
-    )
+    task = ExtractiveQA(max_seq_length=max_seq_length, doc_stride=doc_stride, max_answer_length=max_answer)
     raw = datasets.Dataset.from_list(
         [{k: row[k] for k in ("id", "context", "question", "answers")} for row in rows]
     )
-    examples = data.task_examples(datasets.DatasetDict(validation=raw), args)["validation"]
-    features = data.extractive_qa_features(examples, tokenizer, args, for_evaluation=True)
-    starts, ends = [], []
-    with torch.no_grad():
-        for batch in features.select_columns(["input_ids"]).iter(64):
-            padded = tokenizer.pad({"input_ids": batch["input_ids"]}, return_tensors="pt")
-            out = model(**padded)
-            width = max_seq_length
-            for logits, store in ((out.start_logits, starts), (out.end_logits, ends)):
-                logits = torch.nn.functional.pad(logits, (0, width - logits.shape[1]), value=-1e4)
-                store.append(logits.numpy())
-    answers = evaluation.extractive_answers(
-        examples, features, np.concatenate(starts), np.concatenate(ends), n_best, max_answer
-    )
-    scores = evaluation.score_predictions("qa", answers, list(examples["answers"]))
-    return scores, answers
+    examples = task.examples(datasets.DatasetDict(validation=raw), {}, {})["validation"]
+    answers = task.predict(model, tokenizer, examples, 64)
+    return task.score(answers, examples), answers
 
 
 def evaluate_generation(folder, task: str, rows_path: Path, task_settings: dict, batch_size=64, limit=None):
@@ -630,7 +613,7 @@ def measure_feature_length(run: Run, folder: Path | None = None) -> None:
     from transformers import AutoTokenizer
 
     from hf_tinylm import data
-    from hf_tinylm.training import parse_args
+    from hf_tinylm.arguments import parse_args
 
     folder = Path(folder or run.output_dir)
     tokenizer = AutoTokenizer.from_pretrained(folder)

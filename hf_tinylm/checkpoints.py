@@ -1,4 +1,6 @@
-"""Which checkpoints of a run are complete, so that a run killed at any moment resumes from the newest whole one.
+"""What is on disk for a run: which checkpoints are complete (a run killed at any moment resumes from the newest whole
+one), the checkpoint a run resumes from, the output folder left as it was by a run that fails before training, and
+the final Hub-ready folder.
 
 Trainer writes a checkpoint folder in place: the model and tokenizer, then the optimizer, scheduler and random
 states, and last `trainer_state.json`; rotation then deletes older folders file by file. A kill in the middle leaves a
@@ -6,11 +8,17 @@ folder that looks like a checkpoint but cannot be resumed from (and that rotatio
 complete when its trainer state reads back for its own step and every file written before it is present.
 """
 
+import contextlib
 import json
 import logging
 import re
 import shutil
 from pathlib import Path
+
+from transformers import Trainer, TrainingArguments
+
+from .shipped import SHIPPED_MODULES
+from .tokenization import make_tokenizer_config_portable
 
 logger = logging.getLogger(__name__)
 
@@ -59,3 +67,70 @@ def last_complete_checkpoint(output_dir, with_optimizer: bool = True, remove_inc
         if remove_incomplete:
             shutil.rmtree(folder, ignore_errors=True)
     return newest
+
+
+def _resume_checkpoint(training_args: TrainingArguments) -> str | None:
+    """The checkpoint to resume from. "last" is the newest complete one (incomplete ones, left by a kill in the middle
+    of a save, are removed); with none, the run starts from the beginning, as a run killed before its first save
+    must. A run that does not resume, into a folder holding files, is warned that it writes over them."""
+    checkpoint = training_args.resume_from_checkpoint
+    with_optimizer = not training_args.save_only_model
+    if checkpoint == "last":
+        checkpoint = last_complete_checkpoint(
+            training_args.output_dir, with_optimizer, remove_incomplete=training_args.should_save
+        )
+        if checkpoint is None:
+            logger.warning(
+                f"--resume_from_checkpoint last: no complete checkpoint in {training_args.output_dir}; training "
+                "from the start."
+            )
+    elif checkpoint is not None:
+        if not Path(checkpoint).is_dir():
+            raise FileNotFoundError(f"Checkpoint folder {checkpoint} does not exist.")
+        if missing := missing_parts(checkpoint, with_optimizer):
+            raise ValueError(
+                f"{checkpoint} is an incomplete checkpoint (no {', '.join(missing)}): pass an earlier one, or "
+                "--resume_from_checkpoint last for the newest complete one."
+            )
+    output_dir = Path(training_args.output_dir)
+    if checkpoint is not None:
+        logger.info(f"Resuming from {checkpoint}")
+    elif output_dir.is_dir() and any(output_dir.iterdir()):
+        logger.warning(
+            f"{output_dir} already holds files of an earlier run; this run writes over them, and its checkpoint "
+            "rotation may delete the earlier checkpoints. Pass another --output_dir to keep them."
+        )
+    return checkpoint
+
+
+@contextlib.contextmanager
+def _output_dir_untouched_on_failure(output_dir: Path, is_main_process: bool):
+    """A run that fails before training leaves `output_dir` as it found it: whatever it added there by then (the
+    trained tokenizer, log folders, the folder itself) is removed again."""
+    existed = output_dir.is_dir()
+    before = set(output_dir.iterdir()) if existed else set()
+    try:
+        yield
+    except BaseException:
+        if is_main_process and output_dir.is_dir():
+            if not existed:
+                shutil.rmtree(output_dir, ignore_errors=True)
+            else:
+                for path in set(output_dir.iterdir()) - before:
+                    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        raise
+
+
+def _save_final_folder(trainer: Trainer) -> None:
+    """Save the trained model as a Hub-ready folder: only the code its own model needs (a folder reused from a run
+    of the other family would keep that family's files), no pickle (Trainer's `training_args.bin`; the arguments go
+    to `training_args.json`), and a tokenizer config every supported transformers release reads."""
+    folder = Path(trainer.args.output_dir)
+    if trainer.is_world_process_zero() and folder.is_dir():
+        for name in SHIPPED_MODULES:
+            (folder / name).unlink(missing_ok=True)
+    trainer.save_model()
+    if trainer.is_world_process_zero():
+        (folder / "training_args.bin").unlink(missing_ok=True)
+        (folder / "training_args.json").write_text(trainer.args.to_json_string() + "\n", encoding="utf-8")
+        make_tokenizer_config_portable(folder)

@@ -6,176 +6,25 @@ against; features are what `Trainer` batches. Functions here take plain values, 
 a batched `datasets.map`, so it is cached, shows a progress bar and runs on `preprocessing_num_workers` processes.
 """
 
-import dataclasses
 import logging
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 from datasets import Dataset, DatasetDict, load_dataset
 
-from .task_formats import QA_NO_ANSWER_INDEX, TASKS, build_qa_question
+from .task_formats import QA_NO_ANSWER_INDEX, build_qa_question
 
 logger = logging.getLogger(__name__)
 
-QA_MODES = ("extractive", "generative")
 # File extension -> `datasets` packaged builder.
 LOADERS = {".txt": "text", ".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
 # Column names of well-known summarization datasets (cnn_dailymail, xsum, samsum/dialogsum, scitldr, ...), in order.
 SUMMARY_SOURCE_COLUMNS = ("article", "document", "dialogue", "text", "source", "abstract")
 SUMMARY_TARGET_COLUMNS = ("highlights", "summary", "target", "tldr")
 IGNORE_INDEX = -100  # label of positions without loss
-
-
-@dataclass
-class DataArguments:
-    """What to train on, how each task turns it into model inputs, and how generation is evaluated."""
-
-    _argument_group_name = "data and task"
-
-    task: str = field(
-        default="lm",
-        metadata={"help": "What the model learns.", "choices": list(TASKS)},
-    )
-    qa_mode: str = field(
-        default="extractive",
-        metadata={
-            "help": "qa only: 'extractive' trains a span head that points at the answer in the context; "
-            "'generative' trains the language model to write the answer after the question.",
-            "choices": list(QA_MODES),
-        },
-    )
-    dataset_name: str | None = field(default=None, metadata={"help": "Hub dataset id, e.g. 'wikitext'."})
-    dataset_config_name: str | None = field(
-        default=None, metadata={"help": "Hub dataset config, e.g. 'wikitext-2-raw-v1'."}
-    )
-    train_split_name: str = field(default="train", metadata={"help": "--dataset_name: the split to train on."})
-    validation_split_name: str = field(
-        default="validation",
-        metadata={
-            "help": "--dataset_name: the split to evaluate on; when the dataset has none by that name, "
-            "--validation_split_percentage of the training split is held out."
-        },
-    )
-    train_file: str | None = field(
-        default=None,
-        metadata={
-            "help": "Local training file: .txt (one row per line; lm only), .json/.jsonl, .csv or .parquet. A .json "
-            "file holding one object with a 'data' list (SQuAD layout, nested paragraphs/qas or flat rows) is read "
-            "from that list. Without --dataset_name or --train_file, lm trains on the CPython documentation that "
-            "ships with Python."
-        },
-    )
-    validation_file: str | None = field(default=None, metadata={"help": "Local validation file, same formats."})
-    validation_split_percentage: int = field(
-        default=5,
-        metadata={"help": "Without a validation split, hold out this last percentage of the training rows (0: none)."},
-    )
-    max_train_samples: int | None = field(
-        default=None, metadata={"help": "Use only the first N training examples (lm: the first N packed blocks)."}
-    )
-    max_eval_samples: int | None = field(
-        default=None,
-        metadata={
-            "help": "Use only the first N validation examples, also for generated predictions (lm: N packed blocks)."
-        },
-    )
-    text_column: str | None = field(
-        default=None,
-        metadata={
-            "help": "lm: the text column (default 'text', or the only string column). summarization: the document "
-            f"column (default: the first of {', '.join(SUMMARY_SOURCE_COLUMNS)})."
-        },
-    )
-    summary_column: str | None = field(
-        default=None,
-        metadata={
-            "help": f"summarization: the summary column (default: the first of {', '.join(SUMMARY_TARGET_COLUMNS)})."
-        },
-    )
-    source_lang: str | None = field(
-        default=None, metadata={"help": "translation: source language code, e.g. 'en' (written into the prompt)."}
-    )
-    target_lang: str | None = field(default=None, metadata={"help": "translation: target language code, e.g. 'de'."})
-    source_column: str | None = field(
-        default=None,
-        metadata={
-            "help": "translation: column of source sentences (default: the 'translation' column's source_lang "
-            "entry, or a column named like source_lang)."
-        },
-    )
-    target_column: str | None = field(default=None, metadata={"help": "translation: column of target sentences."})
-    question_column: str = field(default="question", metadata={"help": "qa: question column."})
-    context_column: str = field(default="context", metadata={"help": "qa: context column."})
-    answer_column: str = field(
-        default="answers",
-        metadata={
-            "help": "qa: answers column: SQuAD-style {'text': [...], 'answer_start': [...]}, a list of strings or a "
-            "string. Extractive QA finds answers without a start in the context."
-        },
-    )
-    keep_linebreaks: bool = field(default=True, metadata={"help": "Keep line breaks when reading .txt files."})
-    block_size: int = field(default=128, metadata={"help": "lm: length of the packed training blocks, in tokens."})
-    max_source_length: int = field(
-        default=256, metadata={"help": "translation/summarization/generative qa: longest prompt; the source is cut."}
-    )
-    max_target_length: int = field(
-        default=64, metadata={"help": "translation/summarization/generative qa: longest target, eos included."}
-    )
-    max_seq_length: int = field(
-        default=256, metadata={"help": "extractive qa: tokens per window (question + context)."}
-    )
-    doc_stride: int = field(default=64, metadata={"help": "extractive qa: overlap between windows of a long context."})
-    n_best_size: int = field(
-        default=20, metadata={"help": "extractive qa: start/end candidates considered per window."}
-    )
-    max_answer_length: int = field(default=30, metadata={"help": "extractive qa: longest answer, in tokens."})
-    num_beams: int = field(default=1, metadata={"help": "Beams for generated predictions (1: greedy)."})
-    max_new_tokens: int | None = field(
-        default=None,
-        metadata={"help": "Longest generated prediction (default --max_target_length), or lm sample (default 200)."},
-    )
-    sample_prompt: str = field(default="The", metadata={"help": "lm: prompt of the sample printed after training."})
-    license: str | None = field(
-        default=None,
-        metadata={
-            "help": "Model card: the Hub licence id to publish under, usually the training data's terms "
-            "('apache-2.0', 'cc-by-sa-4.0', 'other', ...; a '-nc' licence marks the model non-commercial)."
-        },
-    )
-    language: list[str] | None = field(
-        default=None,
-        metadata={"help": "Model card: language code(s) of the training data, e.g. 'en' or 'en de'."},
-    )
-    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for `datasets.map`."})
-    overwrite_cache: bool = field(default=False, metadata={"help": "Recompute the cached preprocessed datasets."})
-
-    def __post_init__(self):
-        if self.dataset_name is None and self.train_file is None and self.validation_file is not None:
-            raise ValueError("--validation_file needs --train_file.")
-        if not self.sample_prompt.strip():
-            raise ValueError("--sample_prompt must not be empty: the sample continues it.")
-
-    def to_task(self):
-        """The `hf_tinylm.tasks` task these arguments choose, with the settings they give it."""
-        from .tasks import TASKS  # TEMPORARY until DataArguments moves to arguments.py
-
-        task_class = TASKS[f"qa-{self.qa_mode}" if self.task == "qa" else self.task]
-        return task_class(**{name.name: getattr(self, name.name) for name in dataclasses.fields(task_class)})
-
-    def to_source(self) -> "DataSource":
-        """Where these arguments say the data is."""
-        return DataSource(**{name.name: getattr(self, name.name) for name in dataclasses.fields(DataSource)})
-
-    def map_options(self) -> dict:
-        """The `datasets.map` keywords of every preprocessing step."""
-        return {"num_proc": self.preprocessing_num_workers, "load_from_cache_file": not self.overwrite_cache}
-
-    def sample_limits(self) -> dict:
-        """The most examples to use per split (--max_train_samples, --max_eval_samples)."""
-        return {"train": self.max_train_samples, "validation": self.max_eval_samples}
 
 
 def default_corpus() -> Dataset:

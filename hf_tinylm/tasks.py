@@ -11,6 +11,7 @@ How a task is written as text (prompts, special tokens) is `task_formats`, and i
 """
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -32,6 +33,9 @@ from .task_formats import (
     task_name,
     task_settings,
 )
+from .tinylm_common import new_tokens_that_fit
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class Task:
     references_column: ClassVar[str] = "references"  # the task column of reference answers (the first is trained on)
     input_column_shown: ClassVar[str] = "source"  # the task column printed as an evaluated example's input
     saved_names: ClassVar[dict[str, str]] = {}  # task setting -> field, where the config records a field by another name
+    named_in_folders: ClassVar[bool] = True  # whether default output folder names say the task
     card_summary: ClassVar[str]
     example_call: ClassVar[str]
 
@@ -87,8 +92,9 @@ class Task:
         """The most tokens one training or generation sequence holds, which the model's context must take."""
         raise NotImplementedError
 
-    def fit_to_context(self, limit: int) -> tuple["Task", str]:
-        """This task with its lengths shortened to a model that reads at most `limit` tokens, and what changed."""
+    def fit_to_context(self, limit: int, model_name: str) -> tuple["Task", str]:
+        """This task with its lengths shortened for `model_name`, which reads at most `limit` tokens, and what
+        changed, as flags."""
         raise NotImplementedError
 
     def settings(self) -> dict:
@@ -139,6 +145,10 @@ class Task:
         """The prompt the model answers, with placeholders: what to send where no task pipeline writes it."""
         return None
 
+    def sample(self, model, tokenizer) -> str | None:
+        """A sample of what the model writes, shown after training (a language model's; None for the others)."""
+        return None
+
 
 @dataclass(frozen=True)
 class LanguageModelling(Task):
@@ -149,12 +159,15 @@ class LanguageModelling(Task):
     columns: ClassVar[tuple[str, ...]] = ("text",)
     text_columns: ClassVar[tuple[str, ...]] = ("text",)
     reads_plain_text: ClassVar[bool] = True
+    named_in_folders: ClassVar[bool] = False
     longest_sequence_flags: ClassVar[str] = "--block_size"
     card_summary: ClassVar[str] = "Continues text."
     example_call: ClassVar[str] = 'pipe("Once upon a time", max_new_tokens=50)'
 
     text_column: str | None = None
     block_size: int = 128
+    sample_prompt: str = "The"
+    max_new_tokens: int | None = None  # of the sample (default 200)
 
     def examples(self, raw, limits: dict, map_options: dict):
         return super().examples(raw, {}, map_options)  # limits count blocks, applied in `features`
@@ -168,11 +181,19 @@ class LanguageModelling(Task):
     def longest_sequence(self) -> int:
         return self.block_size
 
-    def fit_to_context(self, limit):
+    def fit_to_context(self, limit, model_name):
         return dataclasses.replace(self, block_size=limit), f"--block_size {limit}"
 
     def hyperparameters(self) -> dict:
         return {"block size": self.block_size}
+
+    def sample(self, model, tokenizer) -> str | None:
+        prompt_length = len(tokenizer(self.sample_prompt, add_special_tokens=False)["input_ids"])
+        max_new_tokens = new_tokens_that_fit(model.config, prompt_length, self.max_new_tokens or 200)
+        if max_new_tokens == 0:
+            logger.warning(f"No sample: --sample_prompt is {prompt_length} tokens, which fill the model's context.")
+            return None
+        return evaluation.sample_text(model, tokenizer, self.sample_prompt, max_new_tokens)
 
 
 @dataclass(frozen=True)
@@ -218,11 +239,11 @@ class TextToText(Task):
     def _longest_target(self) -> int:
         return max(self.max_target_length, self.max_new_tokens or 0)
 
-    def fit_to_context(self, limit):
+    def fit_to_context(self, limit, model_name):
         target = self._longest_target()
         if target >= limit:
             raise ValueError(
-                f"The model reads at most {limit} tokens, not enough for targets of {target} "
+                f"{model_name} reads at most {limit} tokens, not enough for targets of {target} "
                 "(--max_target_length / --max_new_tokens) after a prompt; lower them."
             )
         fitted = dataclasses.replace(self, max_source_length=limit - target)
@@ -396,7 +417,7 @@ class ExtractiveQA(QuestionColumns, Task):
     def longest_sequence(self) -> int:
         return self.max_seq_length
 
-    def fit_to_context(self, limit):
+    def fit_to_context(self, limit, model_name):
         return dataclasses.replace(self, max_seq_length=limit), f"--max_seq_length {limit}"
 
     def settings(self) -> dict:

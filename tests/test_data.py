@@ -7,7 +7,8 @@ import pytest
 from datasets import Dataset, DatasetDict, Features, Translation
 
 from hf_tinylm import data
-from hf_tinylm.data import IGNORE_INDEX, DataArguments
+from hf_tinylm.arguments import DataArguments
+from hf_tinylm.data import IGNORE_INDEX
 from hf_tinylm.evaluation import extractive_answers
 from hf_tinylm.task_formats import QA_NO_ANSWER_INDEX, SEPARATOR, build_prompt, build_truncated_prompt
 from hf_tinylm.tokenization import train_tokenizer

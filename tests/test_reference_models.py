@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from hf_tinylm.arguments import TinyLMTrainingArguments
+from hf_tinylm.callbacks import TimeBudgetCallback
 from hf_tinylm.hub import validate_model_card
-from hf_tinylm.training import TimeBudgetCallback, TinyLMTrainingArguments
 from tests import training_data
 from tests.helpers import FIXTURES
 

@@ -536,6 +536,32 @@ def test_a_resumed_run_keeps_the_time_budget_it_had_spent(tmp_path, monkeypatch)
     assert state["stateful_callbacks"]["TimeBudgetCallback"]["attributes"]["elapsed"] == 6.0
 
 
+def test_a_time_budget_sets_each_steps_rate_from_the_budget_spent_before_it(tmp_path, monkeypatch):
+    clock = iter(range(10_000))  # each step takes 1 s of "CPU time"
+    monkeypatch.setattr(training.time, "process_time", lambda: float(next(clock)))
+    text = str(training_data.shakespeare_txt(tmp_path))
+    args = [
+        *QUICK, "--train_file", text, "--block_size", "32", "--max_steps", "100", "--max_train_seconds", "5",
+        "--learning_rate", "0.01", "--warmup_steps", "0.4", "--lr_scheduler_type", "cosine", "--logging_steps", "1",
+        "--save_strategy", "steps", "--save_steps", "2", "--report_to", "none",
+    ]  # fmt: skip
+    # Step k (from 0) starts with k of the 5 s spent: warmup over the first 2 s, then a cosine over the other 3.
+    expected = [0.0, 0.005, 0.01, 0.005 * (1 + math.cos(math.pi / 3)), 0.005 * (1 + math.cos(2 * math.pi / 3))]
+
+    def logged_rates(folder):
+        state = json.loads((folder / "trainer_state.json").read_text())
+        return [entry["learning_rate"] for entry in state["log_history"] if "loss" in entry]
+
+    training.main([*args, "--output_dir", str(tmp_path / "uninterrupted")])
+    assert logged_rates(tmp_path / "uninterrupted") == pytest.approx(expected, abs=1e-12)
+    # Killed after step 3 and resumed from checkpoint-2: the rest of the budget, at the same rates.
+    interrupted = ["--output_dir", str(tmp_path / "interrupted")]
+    with pytest.raises(KeyboardInterrupt):
+        training.run(*training.parse_args([*args, *interrupted]), callbacks=[Crash(step=3)])
+    training.main([*args, *interrupted, "--resume_from_checkpoint", "last"])
+    assert logged_rates(tmp_path / "interrupted") == pytest.approx(expected, abs=1e-12)
+
+
 def test_a_time_budget_logs_evaluates_and_saves_at_fractions_of_the_budget(tmp_path, monkeypatch):
     clock = iter(range(10_000))  # each step takes 1 s of "CPU time"
     monkeypatch.setattr(training.time, "process_time", lambda: float(next(clock)))
