@@ -6,6 +6,7 @@ for that model family. Each check compares numbers against a second way of compu
 
 import copy
 import json
+import math
 
 import pytest
 import torch
@@ -122,6 +123,18 @@ class CausalLMChecks:
         tokens_with_loss = ids[:, 1:].numel()  # labels are shifted inside the loss
         torch.testing.assert_close(summed_over_40, mean_loss * tokens_with_loss / 40)
 
+    def test_a_fresh_model_predicts_close_to_uniformly(self):
+        """The initial weights spread the logits little (by sigma over the vocabulary), so on random tokens a fresh
+        model's loss is ln(vocab) + about sigma**2 / 2, up to the sampling noise of the targets (sigma / sqrt(n))."""
+        model = self.make_model()
+        ids = random_ids(8, 32)
+        with torch.no_grad():
+            out = model(ids, labels=ids)
+        sigma = out.logits[:, :-1].std(-1)
+        assert sigma.max() < 0.5, "the initialisation spreads the logits widely"
+        noise = 4 * sigma.mean().item() / math.sqrt(sigma.numel())
+        assert out.loss.item() == pytest.approx(math.log(VOCAB) + (sigma**2 / 2).mean().item(), abs=noise)
+
     def test_trainer_reduces_loss_on_real_text(self, tmp_path):
         text = training_data.shakespeare(20_000)
         ids = torch.tensor([min(ord(c), VOCAB - 1) for c in text])
@@ -203,6 +216,34 @@ class CausalLMChecks:
         one_beam = model.generate(prompt, max_new_tokens=6, num_beams=1, do_sample=False)
         assert torch.equal(one_beam, step_by_step_argmax(model, prompt, 6))
 
+    def test_beam_search_returns_the_best_of_all_continuations_and_its_score(self):
+        """With num_beams = vocab**(steps - 1) beam search prunes no continuation, so it must return the most likely
+        of all vocab**steps of them, scored here by one full forward pass each, with its length-penalised score."""
+        vocab, steps, length_penalty = 6, 4, 2.0
+        torch.manual_seed(0)
+        # A wide initialisation: peaked next-token distributions, so the best continuation is often not greedy's.
+        config = self.make_config(vocab_size=vocab, pad_token_id=PAD, eos_token_id=None, initializer_range=1.0)
+        model = AutoModelForCausalLM.from_config(config).eval()
+        prompts = torch.randint(1, vocab, (4, 3), generator=torch.Generator().manual_seed(0))
+        out = model.generate(
+            prompts, max_new_tokens=steps, num_beams=vocab ** (steps - 1), do_sample=False,
+            length_penalty=length_penalty, output_scores=True, return_dict_in_generate=True,
+        )  # fmt: skip
+        greedy = model.generate(prompts, max_new_tokens=steps, do_sample=False)[:, -steps:]
+        continuations = torch.cartesian_prod(*[torch.arange(vocab)] * steps)  # every one, (vocab**steps, steps)
+        beats_greedy = []
+        for row, prompt in enumerate(prompts):
+            with torch.no_grad():
+                logits = model(torch.cat([prompt.expand(len(continuations), -1), continuations], dim=1)).logits
+            log_probs = logits[:, len(prompt) - 1 : -1].log_softmax(-1)
+            totals = log_probs.gather(-1, continuations[..., None]).squeeze(-1).sum(-1)
+            (best_total, second_total), (best, _) = totals.topk(2)
+            assert best_total - second_total > 0.005, "no clear winner: float rounding could decide it"
+            assert out.sequences[row, -steps:].tolist() == continuations[best].tolist(), f"row {row}"
+            torch.testing.assert_close(out.sequences_scores[row], best_total / steps**length_penalty)
+            beats_greedy.append(greedy[row].tolist() != continuations[best].tolist())
+        assert any(beats_greedy), "every best continuation is greedy's: the check would not tell beam from greedy"
+
     def test_beam_search_with_cache_equals_without(self):
         model = self.make_model()
         prompt = random_ids(2, 5)
@@ -276,11 +317,23 @@ class CausalLMChecks:
         config = self.make_config(vocab_size=VOCAB, pad_token_id=PAD)
         model = AutoModelForQuestionAnswering.from_config(copy.deepcopy(config)).eval()
         ids = random_ids(2, 11)
-        out = model(ids, start_positions=torch.tensor([2, 3]), end_positions=torch.tensor([4, 9]))
+        starts, ends = torch.tensor([2, 3]), torch.tensor([4, 9])
+        out = model(ids, start_positions=starts, end_positions=ends)
         assert out.start_logits.shape == out.end_logits.shape == (2, 11)
-        assert out.loss.ndim == 0 and out.loss > 0
+        # The span loss by hand: the mean of the start's and the end's negative log-likelihood over the batch.
+        start_nll = -out.start_logits.log_softmax(-1)[torch.arange(2), starts]
+        end_nll = -out.end_logits.log_softmax(-1)[torch.arange(2), ends]
+        assert out.loss.ndim == 0
+        torch.testing.assert_close(out.loss, (start_nll.mean() + end_nll.mean()) / 2)
         out.loss.backward()
-        assert model.qa_outputs.weight.grad is not None
+        # Its gradient for the head's weights by hand: (softmax - one-hot) / (2 * batch), times the hidden states.
+        with torch.no_grad():
+            hidden = model.base_model(ids).last_hidden_state
+        error = torch.stack([out.start_logits.softmax(-1), out.end_logits.softmax(-1)], dim=-1).detach()
+        error[torch.arange(2), starts, 0] -= 1
+        error[torch.arange(2), ends, 1] -= 1
+        expected_grad = torch.einsum("btk,bth->kh", error, hidden) / 4
+        torch.testing.assert_close(model.qa_outputs.weight.grad, expected_grad, rtol=1e-4, atol=1e-6)
         model.save_pretrained(tmp_path)
         reloaded = AutoModelForQuestionAnswering.from_pretrained(tmp_path).eval()
         with torch.no_grad():

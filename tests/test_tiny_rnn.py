@@ -39,6 +39,7 @@ STATE_DEPENDENT_CHECKS = (
     "test_continuing_from_a_returned_cache",
     "test_left_padded_batch_generation_equals_one_by_one",
     "test_sampling_with_a_seed_is_reproducible_and_beam_search_runs",
+    "test_beam_search_returns_the_best_of_all_continuations_and_its_score",
     "test_beam_search_with_cache_equals_without",
     "test_generation_from_inputs_embeds",
     "test_static_cache_equals_dynamic_cache",

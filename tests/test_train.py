@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 from huggingface_hub import ModelCard
+from safetensors.torch import load_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
     AutoConfig,
@@ -44,12 +45,50 @@ def one_thread():
         yield
 
 
-def train(tmp_path, *args: str) -> tuple[dict, str]:
+def train(tmp_path, *args: str, callbacks=()) -> tuple[dict, str]:
     output_dir = tmp_path / "model"
-    metrics = training.main(
-        [*QUICK, "--report_to", "none", "--output_dir", str(output_dir), "--cache_dir", str(tmp_path / "cache"), *args]
-    )
+    argv = [*QUICK, "--report_to", "none", "--output_dir", str(output_dir), "--cache_dir", str(tmp_path / "cache")]
+    metrics = training.run(*training.parse_args([*argv, *args]), callbacks=callbacks)
     return metrics, output_dir
+
+
+class WeightsAtTrainBegin(TrainerCallback):
+    """Records the model's weights as training begins, before the first optimizer step."""
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.weights = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+
+
+def assert_starts_from(saved_folder: Path, recorded: WeightsAtTrainBegin, new_weights: set[str]) -> None:
+    """The run began with exactly the weights saved in `saved_folder`; only `new_weights` (a new head) were not."""
+    saved = load_file(saved_folder / "model.safetensors")
+    if AutoConfig.from_pretrained(saved_folder).tie_word_embeddings:  # the file holds a tied head once, as embeddings
+        saved.setdefault("lm_head.weight", saved["model.embed_tokens.weight"])
+    assert set(recorded.weights) - set(saved) == new_weights
+    carried = set(recorded.weights) & set(saved)
+    assert {name for name in saved if name.startswith("model.")} <= carried  # the whole body
+    for name in carried:
+        assert torch.equal(recorded.weights[name], saved[name]), f"{name} is not the saved weight"
+
+
+class PerplexityByHand(TrainerCallback):
+    """Recomputes each evaluation's perplexity from the model's own logits on the evaluation batches: exp of the
+    mean negative log-likelihood over all target tokens (each token weighted alike, not each sequence)."""
+
+    def __init__(self):
+        self.checked = []  # (reported, by hand)
+
+    def on_evaluate(self, args, state, control, model=None, eval_dataloader=None, metrics=None, **kwargs):
+        nll, tokens = 0.0, 0
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            for batch in eval_dataloader:
+                logits = model.eval()(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).logits
+                log_probs = logits[:, :-1].double().log_softmax(-1)
+                targets = batch["labels"][:, 1:]
+                scored = targets != -100
+                nll -= log_probs.gather(-1, targets.clamp(min=0)[..., None])[..., 0][scored].sum().item()
+                tokens += scored.sum().item()
+        self.checked.append((metrics["eval_perplexity"], math.exp(nll / tokens)))
 
 
 # task arguments, data file, metrics the final evaluation reports. Some cases also turn on bf16 with gradient
@@ -135,10 +174,14 @@ CASES = {
 @pytest.mark.parametrize("case", CASES)
 def test_task_trains_evaluates_and_saves(tmp_path, case):
     args, make_file, metric_names = CASES[case]
-    metrics, folder = train(tmp_path, "--train_file", str(make_file(tmp_path)), *args)
+    perplexity = PerplexityByHand()
+    metrics, folder = train(tmp_path, "--train_file", str(make_file(tmp_path)), *args, callbacks=[perplexity])
 
     for name in ["loss", *metric_names]:
         assert math.isfinite(metrics[f"eval_{name}"]), name
+    if "perplexity" in metric_names:
+        ((reported, by_hand),) = perplexity.checked
+        assert reported == metrics["eval_perplexity"] == pytest.approx(by_hand, rel=1e-2 if "--bf16" in args else 1e-5)
     assert json.loads((folder / "eval_results.json").read_text()) == pytest.approx(metrics)
     assert json.loads((folder / "trainer_state.json").read_text())["global_step"] == 3
     assert (folder / "loss_curve.png").read_bytes().startswith(b"\x89PNG")
@@ -288,12 +331,14 @@ def test_card_metadata_from_the_command_line(language_model):
 
 
 def test_continue_from_a_saved_model_with_a_new_head(tmp_path, language_model):
+    start = WeightsAtTrainBegin()
     metrics, folder = train(
         tmp_path,
         "--model_name_or_path", str(language_model), "--task", "qa", "--train_file", str(training_data.squad_flat_jsonl(tmp_path)),
-        "--max_seq_length", "128", "--doc_stride", "32",
+        "--max_seq_length", "128", "--doc_stride", "32", callbacks=[start],
     )  # fmt: skip
     assert "eval_f1" in metrics
+    assert_starts_from(language_model, start, new_weights={"qa_outputs.weight", "qa_outputs.bias"})
     lm_embeddings = AutoModelForCausalLM.from_pretrained(language_model).get_input_embeddings().weight
     qa_model = AutoModelForQuestionAnswering.from_pretrained(folder)
     assert qa_model.get_input_embeddings().weight.shape == lm_embeddings.shape
@@ -308,8 +353,12 @@ def test_a_saved_task_model_continues_its_task_and_languages(tmp_path):
     pairs = str(training_data.translation_csv(tmp_path))
     _, first = train(tmp_path / "first", "--task", "translation", "--source_lang", "en", "--target_lang", "de",
                      "--train_file", pairs)  # fmt: skip
-    metrics, second = train(tmp_path / "second", "--model_name_or_path", str(first), "--train_file", pairs)
+    start = WeightsAtTrainBegin()
+    metrics, second = train(
+        tmp_path / "second", "--model_name_or_path", str(first), "--train_file", pairs, callbacks=[start]
+    )
     assert "eval_bleu" in metrics
+    assert_starts_from(first, start, new_weights=set())
     saved = settings_from_config(AutoConfig.from_pretrained(first))
     assert settings_from_config(AutoConfig.from_pretrained(second)) == saved == {
         "task": "translation", "src_lang": "en", "tgt_lang": "de"
