@@ -1,13 +1,13 @@
 """What a run trains: a new model built from a size preset and `--config_overrides`, or a saved one to continue, with
 its tokenizer (reused, or trained on the data), sized for the longest sequence the task feeds it.
-"""
 
-from __future__ import annotations
+`model_args` below is train.py's `arguments.ModelArguments`, which imports this module for its choices (so this module
+does not import it back).
+"""
 
 import inspect
 import json
 import logging
-from typing import TYPE_CHECKING
 
 from transformers import AutoConfig, AutoTokenizer
 
@@ -17,9 +17,6 @@ from .configuration_tiny_rnn import TinyRNNConfig
 from .task_formats import CONFIG_KEY
 from .tasks import Task
 from .tokenization import add_missing_special_tokens, train_tokenizer, vocabulary_fingerprint
-
-if TYPE_CHECKING:  # arguments.py builds its choices and checks from this module
-    from .arguments import ModelArguments
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +65,7 @@ def _load_or_train_tokenizer(model_args, task: Task, training_args, train_exampl
     return tokenizer
 
 
-def _build_model(model_args: ModelArguments, task: Task, tokenizer, saved_config=None):
+def _build_model(model_args, task: Task, tokenizer, saved_config=None):
     """A new model sized for the tokenizer and the task's longest sequence, or the saved one, with its task settings.
 
     A saved model whose vocabulary is smaller than the tokenizer was trained with another tokenizer: refused. When
@@ -114,7 +111,7 @@ def _build_model(model_args: ModelArguments, task: Task, tokenizer, saved_config
     return model
 
 
-def _new_model_config(model_args: ModelArguments, task: Task, **settings):
+def _new_model_config(model_args, task: Task, **settings):
     """A new model's configuration: the size preset, the recurrent cell or the context the task needs, `settings`
     (vocabulary and special tokens), then `--config_overrides`."""
     config_class = ARCHITECTURES[model_args.arch]
@@ -154,7 +151,7 @@ def _parse_overrides(overrides: str | None, config_class) -> dict:
     return values
 
 
-def _check_tokenizer_belongs_to(config, tokenizer, model_args: ModelArguments) -> None:
+def _check_tokenizer_belongs_to(config, tokenizer, model_args) -> None:
     """Refuse a tokenizer that is not the saved model's own: one of another size, or (through the fingerprint of the
     vocabulary the model was trained with, saved in its config) another one of the same size."""
     model_name = model_args.model_name_or_path

@@ -33,7 +33,7 @@ from .task_formats import (
     task_name,
     task_settings,
 )
-from .tinylm_common import new_tokens_that_fit
+from .tinylm_common import context_limit, new_tokens_that_fit
 
 logger = logging.getLogger(__name__)
 
@@ -191,7 +191,8 @@ class LanguageModelling(Task):
         prompt_length = len(tokenizer(self.sample_prompt, add_special_tokens=False)["input_ids"])
         max_new_tokens = new_tokens_that_fit(model.config, prompt_length, self.max_new_tokens or 200)
         if max_new_tokens == 0:
-            logger.warning(f"No sample: --sample_prompt is {prompt_length} tokens, which fill the model's context.")
+            limit = context_limit(model.config)
+            logger.warning(f"No sample: --sample_prompt is {prompt_length} tokens, the model reads at most {limit}.")
             return None
         return evaluation.sample_text(model, tokenizer, self.sample_prompt, max_new_tokens)
 

@@ -182,7 +182,8 @@ KNOWN_CYCLE_EDGES = [("hf_tinylm.gguf_export", "hf_tinylm.convert")]
 def test_the_package_s_modules_import_each_other_without_a_cycle():
     graph = package_import_graph(PACKAGE, "hf_tinylm")
     assert {"hf_tinylm.hub", "hf_tinylm.pipelines_tinylm", "hf_tinylm.tinylm_common"} <= set(graph)
-    assert "hf_tinylm.hub" in graph["hf_tinylm"] and "hf_tinylm.pipelines_tinylm" in graph["hf_tinylm.hub"]
+    assert "hf_tinylm.hub" in graph["hf_tinylm"] and "hf_tinylm.tasks" in graph["hf_tinylm.hub"]
+    assert "hf_tinylm.pipelines_tinylm" in graph["hf_tinylm.tasks"]
     for module, target in KNOWN_CYCLE_EDGES:  # still there (else delete it from the list), and left out
         assert find_cycle(graph) == [target, module, target]
         graph[module].remove(target)
