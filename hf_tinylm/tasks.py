@@ -44,7 +44,6 @@ class Task:
 
     name: ClassVar[str]  # the registry key, as output folders and `task_formats.task_name` spell it
     format: ClassVar[str]  # the `task_formats` task: how examples are written as text, what the config records
-    columns: ClassVar[tuple[str, ...]]  # the task columns `examples` returns
     text_columns: ClassVar[tuple[str, ...]]  # the columns holding every string a tokenizer for the task should know
     metrics: ClassVar[tuple[str, ...]] = ()  # `hf_tinylm.metrics` modules scoring the final evaluation
     predicts_next_token: ClassVar[bool] = True  # a causal LM head; else a span head (extractive QA)
@@ -156,7 +155,6 @@ class LanguageModelling(Task):
 
     name: ClassVar[str] = "lm"
     format: ClassVar[str] = "lm"
-    columns: ClassVar[tuple[str, ...]] = ("text",)
     text_columns: ClassVar[tuple[str, ...]] = ("text",)
     reads_plain_text: ClassVar[bool] = True
     named_in_folders: ClassVar[bool] = False
@@ -268,7 +266,6 @@ class Translation(TextToText):
 
     name: ClassVar[str] = "translation"
     format: ClassVar[str] = "translation"
-    columns: ClassVar[tuple[str, ...]] = ("source", "references")
     text_columns: ClassVar[tuple[str, ...]] = ("source", "references")
     metrics: ClassVar[tuple[str, ...]] = ("bleu", "chrf")
 
@@ -310,7 +307,6 @@ class Summarization(TextToText):
 
     name: ClassVar[str] = "summarization"
     format: ClassVar[str] = "summarization"
-    columns: ClassVar[tuple[str, ...]] = ("source", "references")
     text_columns: ClassVar[tuple[str, ...]] = ("source", "references")
     metrics: ClassVar[tuple[str, ...]] = ("rouge",)
     card_summary: ClassVar[str] = "Summarizes text."
@@ -354,7 +350,6 @@ class GenerativeQA(QuestionColumns, TextToText):
 
     name: ClassVar[str] = "qa-generative"
     format: ClassVar[str] = "qa"
-    columns: ClassVar[tuple[str, ...]] = ("id", "context", "question", "answers", "answer_starts")
     text_columns: ClassVar[tuple[str, ...]] = ("context", "question", "answers")
     metrics: ClassVar[tuple[str, ...]] = ("squad",)
     references_column: ClassVar[str] = "answers"
@@ -384,7 +379,6 @@ class ExtractiveQA(QuestionColumns, Task):
 
     name: ClassVar[str] = "qa-extractive"
     format: ClassVar[str] = "qa"
-    columns: ClassVar[tuple[str, ...]] = ("id", "context", "question", "answers", "answer_starts")
     text_columns: ClassVar[tuple[str, ...]] = ("context", "question", "answers")
     metrics: ClassVar[tuple[str, ...]] = ("squad",)
     predicts_next_token: ClassVar[bool] = False
