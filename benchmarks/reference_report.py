@@ -54,7 +54,7 @@ def _load(cards: Path, name: str) -> dict | None:
     card = (folder / "README.md").read_text() if (folder / "README.md").is_file() else ""
     match = re.search(r"\*\*([\d,]+) parameters\*\*", card)
     cpu = re.search(r"\| `training CPU time \(s\)` \| ([\d.]+) \|", card)
-    budget = re.search(r"--max_train_seconds ([\d.]+)", card)
+    budget = re.search(r"\| `time budget \(CPU s of optimizer steps\)` \| ([\d.]+) \|", card)
     return {
         **results,
         **run,
@@ -115,6 +115,10 @@ change how much each model trains; the learning-rate schedule (warmup, cosine) i
 machine (other runs were using the machine too); "tokens/CPU s" divides by the CPU seconds of optimizer steps
 instead (the budget; for the 2,000-step attention LM its whole training CPU time, evaluations included), which
 sharing does not inflate. Compare the families within a table, not with other machines.
+
+To reproduce one model, `python benchmarks/reference_models.py run NAME` runs its three steps:
+`python scripts/prepare_reference_data.py DATA` (prepare), `python train.py configs/reference/NAME.yaml` (train),
+`python benchmarks/reference_models.py finish NAME` (finish: the evaluations train.py does not do, the card).
 
 ![quality by task](quality_by_task.png)
 

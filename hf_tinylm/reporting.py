@@ -50,7 +50,7 @@ def _report(trainer: Trainer, task: Task, tokenizer, model_args, data_args, metr
     write_model_card(
         folder,
         eval_results=metrics or None,
-        training_args=_reported_hyperparameters(trainer, task, model_args),
+        training_args=reported_hyperparameters(trainer.args, trainer.state, task, model_args),
         dataset_name=_data_name(data_args, readable=True),
         # Card metadata names Hub datasets only; a local dataset folder is described in the text.
         dataset_id=None if _is_local(data_args.dataset_name) else data_args.dataset_name,
@@ -69,19 +69,19 @@ def _report(trainer: Trainer, task: Task, tokenizer, model_args, data_args, metr
     print("\n".join(f"{what:<{width}}  {where}" for what, where in lines))
 
 
-def _reported_hyperparameters(trainer: Trainer, task: Task, model_args: ModelArguments) -> dict:
-    """What the model card lists about how the model was trained."""
-    args = trainer.args
+def reported_hyperparameters(args, state, task: Task, model_args: ModelArguments) -> dict:
+    """What the model card lists about how the model was trained, from the run's `TrainingArguments` and final
+    `TrainerState` (also for a finished run's folder: scripts/finish_reference_model.py)."""
     reported = {
         "tokenizer": model_args.tokenizer_name
         or model_args.model_name_or_path
         or f"{model_args.tokenizer_type}, trained on the training data",
-        "optimizer steps": trainer.state.global_step,
+        "optimizer steps": state.global_step,
         "batch size (all processes, with accumulation)": args.train_batch_size
         * args.gradient_accumulation_steps
         * args.world_size,
         "learning rate": args.learning_rate,
-        "schedule": f"{args.lr_scheduler_type.value}, {args.get_warmup_steps(trainer.state.max_steps)} warmup steps",
+        "schedule": f"{args.lr_scheduler_type.value}, {args.get_warmup_steps(state.max_steps)} warmup steps",
         "weight decay": args.weight_decay,
         "seed": args.seed,
     }

@@ -1,21 +1,16 @@
 #!/usr/bin/env bash
-# Trains every reference model of issue 6, two runs at a time (one torch thread each), then writes
-# model_cards/README.md. Budgets are CPU seconds (--max_train_seconds), so the two runs running side by side, or
-# other programs, do not change how much each model trains. Logs: outputs/reference/logs/. About 45-60 minutes on
-# two CPU cores. The recurrent Shakespeare models wait for the attention one: their budget is its CPU time.
+# Trains every reference model of issue 6 (configs/reference/*.yaml), two runs at a time (one torch thread each),
+# then writes model_cards/README.md. Budgets are CPU seconds (--max_train_seconds), so the two runs running side by
+# side, or other programs, do not change how much each model trains. Logs: outputs/reference/logs/. About 45-60
+# minutes on two CPU cores.
 set -u
 cd "$(dirname "$0")/.."
 export PY=${PYTHON:-.venv/bin/python}
 export LOGS=outputs/reference/logs
 mkdir -p "$LOGS"
 one() {
-  name=$1
-  case $name in
-    lm-lstm-*|lm-gru-*)
-      while [ ! -f outputs/reference/lm-attention-shakespeare/train_results.json ]; do sleep 10; done ;;
-  esac
-  OMP_NUM_THREADS=1 "$PY" benchmarks/reference_models.py run "$name" > "$LOGS/$name.log" 2>&1
-  echo "$(date -u +%H:%M:%S) $name exit $?"
+  OMP_NUM_THREADS=1 "$PY" benchmarks/reference_models.py run "$1" > "$LOGS/$1.log" 2>&1
+  echo "$(date -u +%H:%M:%S) $1 exit $?"
 }
 export -f one
 # Longest first, so the two workers end together.

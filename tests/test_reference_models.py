@@ -1,14 +1,15 @@
-"""The reference-model recipes (benchmarks/reference_models.py) on tiny slices of the real data files (the committed
-fixtures, tests/fixtures/, laid out as ../shared/data is), the bAbI converter on real lines, and the committed
-reference model cards (metadata parses, model-index = eval_results.json).
+"""The reference-model recipes (configs/reference/*.yaml, run by benchmarks/reference_models.py) on tiny slices of
+the real data files (the committed fixtures, tests/fixtures/, laid out as ../shared/data is), the data preparation
+(scripts/prepare_reference_data.py) and the bAbI converter on real lines, and the committed reference model cards
+(metadata parses, model-index = eval_results.json).
 """
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from hf_tinylm.arguments import TinyLMTrainingArguments
 from hf_tinylm.callbacks import TimeBudgetCallback
@@ -17,6 +18,10 @@ from tests import training_data
 from tests.helpers import FIXTURES
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import reference_models as recipe  # noqa: E402  (benchmarks/reference_models.py; it imports the two below)
+
+finishing, prepare = recipe.finishing, recipe.prepare_reference_data
 BABI = FIXTURES / "babi" / "en"
 BABI_QUESTIONS = 50  # per fixture file (whole stories; the full files hold 1,000 each)
 # The fixture holds the first 3 SQuAD articles (the full dev set 48, of which the recipe trains on 40): 2 train.
@@ -27,32 +32,36 @@ TINY = [
     "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "4", "--eval_strategy", "no",
     "--max_new_tokens", "4", "--vocab_size", "300", "--logging_steps", "1",
 ]  # fmt: skip
-
-
-def _load_recipe():
-    spec = importlib.util.spec_from_file_location("reference_models", ROOT / "benchmarks" / "reference_models.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["reference_models"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-recipe = _load_recipe()
+CONFIGS = sorted(recipe.CONFIGS.glob("*.yaml"))
 
 
 @pytest.fixture
 def prepared(tmp_path, monkeypatch):
-    """Recipes read the fixtures, write their converted data to a temporary folder and run from the repository root."""
-    monkeypatch.setattr(recipe, "SHARED_DATA", FIXTURES)
-    monkeypatch.setattr(recipe, "SQUAD_TRAIN_ARTICLES", SQUAD_TRAIN_ARTICLES)
-    monkeypatch.setattr(recipe, "PREPARED", tmp_path / "data")
+    """The preparation reads the fixtures and writes its converted data to a temporary folder; runs start from the
+    repository root."""
+    monkeypatch.setattr(prepare, "SHARED_DATA", FIXTURES)
+    monkeypatch.setattr(prepare, "SQUAD_TRAIN_ARTICLES", SQUAD_TRAIN_ARTICLES)
+    monkeypatch.setattr(prepare, "PREPARED", tmp_path / "data")
     monkeypatch.chdir(ROOT)
     with training_data.one_torch_thread():
         yield tmp_path
 
 
+def _fixture_flags(name: str, tmp_path: Path) -> list[str]:
+    """Flags that point a recipe at the prepared fixture slices and a temporary output folder."""
+    config = yaml.safe_load(recipe.config_path(name).read_text())
+    flags = ["--output_dir", str(tmp_path / name)]
+    for key in ("train_file", "validation_file"):
+        if key in config:
+            path = Path(config[key])
+            shared = path.is_relative_to("../shared/data")
+            moved = FIXTURES / path.relative_to("../shared/data") if shared else tmp_path / "data" / path.name
+            flags += [f"--{key}", str(moved)]
+    return flags
+
+
 def test_babi_converter_points_at_the_supporting_fact():
-    rows = recipe.babi_examples(BABI / "qa1_single-supporting-fact_train.txt", "qa1")
+    rows = prepare.babi_examples(BABI / "qa1_single-supporting-fact_train.txt", "qa1")
     assert len(rows) == BABI_QUESTIONS
     first = rows[0]  # story: "Mary moved to the bathroom. John went to the hallway." -> "Where is Mary?"
     assert first["context"] == "Mary moved to the bathroom. John went to the hallway."
@@ -63,7 +72,7 @@ def test_babi_converter_points_at_the_supporting_fact():
     assert all("?" not in row["context"] for row in rows)
 
     # qa2 "Where is the football?": the location is in the later supporting fact, not the first mention.
-    rows = recipe.babi_examples(BABI / "qa2_two-supporting-facts_test.txt", "qa2")
+    rows = prepare.babi_examples(BABI / "qa2_two-supporting-facts_test.txt", "qa2")
     assert len(rows) == BABI_QUESTIONS
     for row in rows[:50]:
         start, answer = row["answers"]["answer_start"][0], row["answers"]["text"][0]
@@ -78,18 +87,18 @@ def test_babi_converter_points_at_the_supporting_fact():
 
 
 def test_data_preparation_writes_what_train_py_reads(prepared):
-    files = recipe.prepare_babi(prepared / "data", limit=5)
+    files = prepare.prepare_babi(prepared / "data", limit=5)
     assert len(files["train"].read_text().splitlines()) == 15
-    squad = recipe.split_squad_by_article(prepared / "data", limit=1)
+    squad = prepare.split_squad_by_article(prepared / "data", limit=1)
     held_out = json.loads(squad["heldout"].read_text())
     full = json.loads((FIXTURES / "squad" / "dev-v1.1.json").read_text())
-    assert held_out["data"][0]["title"] == full["data"][recipe.SQUAD_TRAIN_ARTICLES]["title"]
-    mt = recipe.prepare_multi30k(prepared / "data", limit=3)
+    assert held_out["data"][0]["title"] == full["data"][prepare.SQUAD_TRAIN_ARTICLES]["title"]
+    mt = prepare.prepare_multi30k(prepared / "data", limit=3)
     assert json.loads(mt["test2016"].read_text().splitlines()[0]) == {
         "en": "A man in an orange hat starring at something.",
         "de": "Ein Mann mit einem orangefarbenen Hut, der etwas anstarrt.",
     }
-    tldr = recipe.prepare_scitldr(prepared / "data", limit=2)
+    tldr = prepare.prepare_scitldr(prepared / "data", limit=2)
     row = json.loads(tldr["test"].read_text().splitlines()[0])
     assert isinstance(row["source"], list) and len(row["target"]) >= 2
 
@@ -114,24 +123,44 @@ def test_time_budget_schedules_the_rate_over_time():
 )
 def test_recipe_runs_train_and_finish(prepared, name):
     """Each recipe's train.py arguments on tiny slices of its data, then its evaluation, examples and card."""
-    recipe._prepare(recipe.runs()[name], limit=6)
-    run = recipe.runs()[name]
-    out = prepared / name
-    extra = [*TINY, "--max_train_seconds", "30"] if "--max_train_seconds" in run.train_argv() else TINY
-    recipe.train(run, extra, output_dir=out, in_process=True)
-    if run.task != "lm":
-        recipe.measure_feature_length(run, out)
-    results = recipe.finish(run, copy_card=False, folder=out)
+    data = finishing.RECIPES[name].data
+    prepare.prepare(data, limit=6)
+    flags = [*_fixture_flags(name, prepared), *TINY]
+    if "max_train_seconds" in yaml.safe_load(recipe.config_path(name).read_text()):
+        flags += ["--max_train_seconds", "30"]
+    recipe.train(name, flags, in_process=True)
+    results = recipe.finish(name, flags, copy_card=False)
     assert results and all(isinstance(value, float) for value in results.values())
-    card = validate_model_card(out)
+    card = validate_model_card(prepared / name)
     text = card.text
     assert f"python benchmarks/reference_models.py run {name}" in text and "python train.py" in text
     assert "Real outputs of this model" in text and "```text" in text
-    assert recipe.LICENCES[run.data][1][:40] in text
-    if run.data == "multi30k":
+    assert finishing.LICENCES[data][1][:40] in text
+    if data == "multi30k":
         assert "Non-commercial use only" in text and set(results) == {"eval_bleu", "eval_chrf"}
-    if run.data == "babi":
+    if data == "babi":
         assert {"eval_exact_match_qa1", "eval_exact_match_qa2", "eval_exact_match_qa3"} <= set(results)
+
+
+def test_every_recipe_has_one_config(monkeypatch, capsys):
+    """The recipe table, what `list` shows and the config files are the same runs, one to one."""
+    monkeypatch.chdir(ROOT)
+    recipe.main(["list"])
+    listed = [line.removesuffix(":") for line in capsys.readouterr().out.splitlines() if not line.startswith(" ")]
+    assert listed == list(finishing.RECIPES)
+    assert sorted(listed) == [path.stem for path in CONFIGS]
+    assert all(run.data in finishing.LICENCES for run in finishing.RECIPES.values())
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[path.stem for path in CONFIGS])
+def test_configs_parse_with_train_py_and_as_flags(path, monkeypatch):
+    """Each config is train.py's arguments (its own parser reads it), writes into outputs/reference/NAME, and the flags
+    `run NAME FLAGS` turns it into mean the same arguments."""
+    monkeypatch.chdir(ROOT)
+    from_file = finishing.parse_args(recipe.train_argv(path.stem))
+    assert from_file[2].output_dir == f"outputs/reference/{path.stem}"
+    flags = recipe.train_argv(path.stem, ["--seed", "1337"])
+    assert flags[0] != str(path.relative_to(ROOT)) and finishing.parse_args(flags) == from_file
 
 
 COMMITTED_CARDS = sorted(path.parent for path in (ROOT / "model_cards").glob("*/README.md"))
