@@ -386,8 +386,9 @@ def _quote(arg: str) -> str:
 # ------------------------------------------------------------------------------------------------ evaluation
 
 
-def evaluate_extractive(folder, rows: list[dict], max_seq_length=256, doc_stride=128, n_best=20, max_answer=3):
-    """Exact match / F1 of a saved extractive QA model on SQuAD-style rows (train.py's features and post-processing)."""
+def evaluate_extractive(folder, rows: list[dict], max_seq_length=256, doc_stride=128, max_answer=3):
+    """Exact match / F1 of a saved extractive QA model on SQuAD-style rows (train.py's windows and decoding, which
+    are the question-answering pipeline's)."""
     import datasets
     import numpy as np
     import torch
@@ -404,18 +405,18 @@ def evaluate_extractive(folder, rows: list[dict], max_seq_length=256, doc_stride
         [{k: row[k] for k in ("id", "context", "question", "answers")} for row in rows]
     )
     examples = data.task_examples(datasets.DatasetDict(validation=raw), args)["validation"]
-    features = data.extractive_qa_features(examples, tokenizer, args, for_evaluation=True)
+    features = data.extractive_qa_features(examples, tokenizer, max_seq_length, doc_stride, for_evaluation=True)
     starts, ends = [], []
     with torch.no_grad():
         for batch in features.select_columns(["input_ids"]).iter(64):
-            padded = tokenizer.pad({"input_ids": batch["input_ids"]}, return_tensors="pt")
+            padded = tokenizer.pad({"input_ids": batch["input_ids"]}, padding_side="right", return_tensors="pt")
             out = model(**padded)
             width = max_seq_length
             for logits, store in ((out.start_logits, starts), (out.end_logits, ends)):
                 logits = torch.nn.functional.pad(logits, (0, width - logits.shape[1]), value=-1e4)
                 store.append(logits.numpy())
     answers = evaluation.extractive_answers(
-        examples, features, np.concatenate(starts), np.concatenate(ends), n_best, max_answer
+        examples, features, np.concatenate(starts), np.concatenate(ends), max_answer
     )
     scores = evaluation.score_predictions("qa", answers, list(examples["answers"]))
     return scores, answers
@@ -640,7 +641,9 @@ def measure_feature_length(run: Run, folder: Path | None = None) -> None:
     raw = data.load_raw_datasets(data_args)
     examples = data.task_examples(raw, data_args)
     if run.task == "qa":
-        features = data.extractive_qa_features(examples["train"], tokenizer, data_args, for_evaluation=False)
+        features = data.extractive_qa_features(
+            examples["train"], tokenizer, data_args.max_seq_length, data_args.doc_stride, for_evaluation=False
+        )
     else:
         features = data.generation_features(examples, tokenizer, data_args)["train"]
     mean = statistics.fmean(len(ids) for ids in features["input_ids"])

@@ -14,7 +14,8 @@ from pathlib import Path
 import datasets
 from datasets import Dataset, DatasetDict, load_dataset
 
-from .task_formats import QA_NO_ANSWER_INDEX, TASKS, build_prompt, build_qa_question, build_truncated_prompt
+from .extractive_qa import context_room, question_windows
+from .task_formats import TASKS, build_prompt, build_qa_question, build_truncated_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -126,9 +127,6 @@ class DataArguments:
         default=256, metadata={"help": "extractive qa: tokens per window (question + context)."}
     )
     doc_stride: int = field(default=64, metadata={"help": "extractive qa: overlap between windows of a long context."})
-    n_best_size: int = field(
-        default=20, metadata={"help": "extractive qa: start/end candidates considered per window."}
-    )
     max_answer_length: int = field(default=30, metadata={"help": "extractive qa: longest answer, in tokens."})
     num_beams: int = field(default=1, metadata={"help": "Beams for generated predictions (1: greedy)."})
     max_new_tokens: int | None = field(
@@ -540,66 +538,57 @@ def _tokenize_generation(batch, tokenizer, data_args):
     return features
 
 
-def extractive_qa_features(examples: Dataset, tokenizer, data_args: DataArguments, for_evaluation: bool) -> Dataset:
-    """Windows of `build_qa_question(question)` + context with the answer span's token positions (run_qa.py's
-    prepare_train_features, for a model that reads the question first).
+def extractive_qa_features(
+    examples: Dataset,
+    tokenizer,
+    max_seq_length: int,
+    doc_stride: int,
+    for_evaluation: bool,
+    *,
+    num_proc: int | None = None,
+    overwrite_cache: bool = False,
+) -> Dataset:
+    """Windows of each question and its context with the answer span's token positions (run_qa.py's
+    prepare_train_features, for a model that reads the question first): `extractive_qa.question_windows`.
 
     A long context becomes several windows of `max_seq_length` tokens overlapping by `doc_stride`; a window without
-    the answer points at `QA_NO_ANSWER_INDEX` (the question token), the "no answer here" position. For evaluation each window
-    also keeps its example id and the character offsets of its context tokens (None elsewhere), to map predicted
-    spans back to text.
+    the answer points at `QA_NO_ANSWER_INDEX` (the question token), the "no answer here" position. For evaluation each
+    window also keeps its example id and `offsets` (the characters of the tokens that may start or end an answer), for
+    `evaluation.extractive_answers`.
     """
     return examples.map(
         _tokenize_qa_windows,
         batched=True,
         remove_columns=examples.column_names,
-        fn_kwargs={"tokenizer": tokenizer, "data_args": data_args, "for_evaluation": for_evaluation},
-        num_proc=data_args.preprocessing_num_workers,
-        load_from_cache_file=not data_args.overwrite_cache,
+        fn_kwargs={
+            "tokenizer": tokenizer,
+            "max_seq_length": max_seq_length,
+            "doc_stride": doc_stride,
+            "for_evaluation": for_evaluation,
+        },
+        num_proc=num_proc,
+        load_from_cache_file=not overwrite_cache,
         desc="Cutting contexts into windows",
     )
 
 
-def _tokenize_qa_windows(batch, tokenizer, data_args, for_evaluation):
-    questions = [build_qa_question(question) for question in batch["question"]]
-    for question, ids in zip(questions, tokenizer(questions, add_special_tokens=False)["input_ids"]):
-        if data_args.max_seq_length - len(ids) <= data_args.doc_stride:
+def _tokenize_qa_windows(batch, tokenizer, max_seq_length, doc_stride, for_evaluation):
+    for question in batch["question"]:
+        room = context_room(tokenizer, question, max_seq_length)
+        if room <= doc_stride:
             raise ValueError(
-                f"The question {question!r} takes {len(ids)} of the {data_args.max_seq_length} tokens of a window, "
-                f"leaving no more than --doc_stride ({data_args.doc_stride}) for the context: raise --max_seq_length "
-                "or lower --doc_stride."
+                f"The question {build_qa_question(question)!r} takes {max_seq_length - room} of the {max_seq_length} "
+                f"tokens of a window, leaving no more than --doc_stride ({doc_stride}) for the context: raise "
+                "--max_seq_length or lower --doc_stride."
             )
-    windows = tokenizer(
-        questions,
-        batch["context"],
-        truncation="only_second",
-        max_length=data_args.max_seq_length,
-        stride=data_args.doc_stride,
-        return_overflowing_tokens=True,
-        return_offsets_mapping=True,
-        add_special_tokens=False,
+    answer_spans = [
+        (starts[0], starts[0] + len(answers[0])) for starts, answers in zip(batch["answer_starts"], batch["answers"])
+    ]
+    windows = question_windows(
+        tokenizer, batch["question"], batch["context"], max_seq_length, doc_stride, answer_spans
     )
-    features = {"input_ids": windows["input_ids"], "start_positions": [], "end_positions": []}
+    features = {key: windows[key] for key in ("input_ids", "start_positions", "end_positions")}
     if for_evaluation:
-        features.update(example_id=[], offset_mapping=[])
-    for window, example in enumerate(windows["overflow_to_sample_mapping"]):
-        in_context = [sequence == 1 for sequence in windows.sequence_ids(window)]
-        offsets = windows["offset_mapping"][window]
-        context = [offsets[i] for i, inside in enumerate(in_context) if inside]
-        answer_start = batch["answer_starts"][example][0]
-        answer_end = answer_start + len(batch["answers"][example][0])
-        span = [QA_NO_ANSWER_INDEX]
-        if context[0][0] <= answer_start and context[-1][1] >= answer_end:  # the whole answer is in this window
-            span = [
-                i
-                for i, inside in enumerate(in_context)
-                if inside and offsets[i][0] < answer_end and offsets[i][1] > answer_start
-            ]
-        features["start_positions"].append(span[0])
-        features["end_positions"].append(span[-1])
-        if for_evaluation:
-            features["example_id"].append(batch["id"][example])
-            features["offset_mapping"].append(
-                [offset if inside else None for offset, inside in zip(offsets, in_context)]
-            )
+        features["example_id"] = [batch["id"][example] for example in windows["example"]]
+        features["offsets"] = windows["offsets"]
     return features

@@ -302,7 +302,6 @@ _NUMBER_RANGES = {
             "max_source_length",
             "max_target_length",
             "max_seq_length",
-            "n_best_size",
             "max_answer_length",
             "num_beams",
             "max_train_samples",
@@ -824,8 +823,12 @@ def _build_model(model_args: ModelArguments, data_args: data.DataArguments, toke
 
     model.config.tokenizer_fingerprint = vocabulary_fingerprint(tokenizer)
     task_args = {"mode": data_args.qa_mode} if data_args.task == "qa" else {}
-    if _is_extractive(data_args):  # the longest answer evaluation allowed: the pipeline's default too
-        task_args["max_answer_length"] = data_args.max_answer_length
+    if _is_extractive(data_args):  # how evaluation windowed and decoded: the pipeline's defaults too
+        task_args.update(
+            max_seq_length=data_args.max_seq_length,
+            doc_stride=data_args.doc_stride,
+            max_answer_length=data_args.max_answer_length,
+        )
     if data_args.task == "translation":
         task_args.update(src_lang=data_args.source_lang, tgt_lang=data_args.target_lang)
     model.config.task_specific_params = {
@@ -903,7 +906,15 @@ def _features(examples, tokenizer, data_args: data.DataArguments):
         return data.generation_features(examples, tokenizer, data_args)
     return datasets.DatasetDict(
         {
-            split: data.extractive_qa_features(dataset, tokenizer, data_args, for_evaluation=split != "train")
+            split: data.extractive_qa_features(
+                dataset,
+                tokenizer,
+                data_args.max_seq_length,
+                data_args.doc_stride,
+                for_evaluation=split != "train",
+                num_proc=data_args.preprocessing_num_workers,
+                overwrite_cache=data_args.overwrite_cache,
+            )
             for split, dataset in examples.items()
         }
     )
@@ -916,8 +927,11 @@ def _evaluate(trainer: Trainer, tokenizer, examples, features, data_args: data.D
         output = trainer.predict(features["validation"], metric_key_prefix="eval")
         metrics = output.metrics
         answers = evaluation.extractive_answers(
-            validation, features["validation"], *output.predictions, data_args.n_best_size, data_args.max_answer_length
+            validation, features["validation"], *output.predictions, data_args.max_answer_length
         )
+        if trainer.is_world_process_zero():  # what the scores below score, question id -> answer (as run_qa.py)
+            predictions = json.dumps(dict(zip(validation["id"], answers)), indent=2, ensure_ascii=False)
+            (Path(trainer.args.output_dir) / "eval_predictions.json").write_text(predictions + "\n", encoding="utf-8")
         metrics.update(
             {
                 f"eval_{k}": v

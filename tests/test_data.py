@@ -9,6 +9,7 @@ from datasets import Dataset, DatasetDict, Features, Translation
 from hf_tinylm import data
 from hf_tinylm.data import IGNORE_INDEX, DataArguments
 from hf_tinylm.evaluation import extractive_answers
+from hf_tinylm.extractive_qa import _widen_to_words
 from hf_tinylm.task_formats import QA_NO_ANSWER_INDEX, SEPARATOR, build_prompt, build_truncated_prompt
 from hf_tinylm.tokenization import train_tokenizer
 from tests import training_data
@@ -194,8 +195,7 @@ def test_extractive_windows_point_at_the_answer_and_map_back(tmp_path, tokenizer
         tmp_path, task="qa", train_file=str(training_data.squad_json(tmp_path)), validation_split_percentage=0
     )
     examples = examples["train"].select(range(12))
-    args = DataArguments(task="qa", max_seq_length=64, doc_stride=16)
-    features = data.extractive_qa_features(examples, tokenizer, args, for_evaluation=True)
+    features = data.extractive_qa_features(examples, tokenizer, 64, 16, for_evaluation=True)
     assert len(features) > len(examples)  # long contexts were split into windows
     assert all(len(ids) <= 64 for ids in features["input_ids"])
     with_answer = [i for i, start in enumerate(features["start_positions"]) if start != QA_NO_ANSWER_INDEX]
@@ -205,22 +205,26 @@ def test_extractive_windows_point_at_the_answer_and_map_back(tmp_path, tokenizer
         feature = features[i]
         example = by_id[feature["example_id"]]
         start, end = (
-            feature["offset_mapping"][feature["start_positions"]],
-            feature["offset_mapping"][feature["end_positions"]],
+            feature["offsets"][feature["start_positions"]],
+            feature["offsets"][feature["end_positions"]],
         )
-        assert example["context"][start[0] : end[1]].strip() == example["answers"][0]
+        assert example["context"][start[0] : end[1]] == example["answers"][0]  # offsets leave spaces out
 
-    # Logits peaking on the labelled span give back the gold answers after post-processing.
+    # Logits peaking on the labelled span give back the gold answers after post-processing, widened to whole words
+    # as the question-answering pipeline widens them: one answer, "gold", is the start of the word "golden".
     width = max(len(ids) for ids in features["input_ids"])
     start_logits, end_logits = np.full((len(features), width), -100.0), np.full((len(features), width), -100.0)
     for i in range(len(features)):
         start_logits[i, : len(features[i]["input_ids"])] = end_logits[i, : len(features[i]["input_ids"])] = 0.0
         start_logits[i, features[i]["start_positions"]] = end_logits[i, features[i]["end_positions"]] = 10.0
-    answers = extractive_answers(examples, features, start_logits, end_logits, n_best_size=5, max_answer_length=30)
-    answered = {features[i]["example_id"] for i in with_answer}
-    assert [a.strip() for a, row in zip(answers, examples) if row["id"] in answered] == [
-        row["answers"][0] for row in examples if row["id"] in answered
-    ]
+    answers = extractive_answers(examples, features, start_logits, end_logits, max_answer_length=30)
+    answered = [i for i, row in enumerate(examples) if row["id"] in {features[j]["example_id"] for j in with_answer}]
+    widened = []
+    for row in examples.select(answered):
+        start = row["answer_starts"][0]
+        widened.append(row["context"][slice(*_widen_to_words(row["context"], start, start + len(row["answers"][0])))])
+    assert [answers[i] for i in answered] == widened
+    assert sum(answer != row["answers"][0] for answer, row in zip(widened, examples.select(answered))) == 1
 
 
 def test_question_too_long_for_a_window(tmp_path, tokenizer):
@@ -228,9 +232,7 @@ def test_question_too_long_for_a_window(tmp_path, tokenizer):
         tmp_path, task="qa", train_file=str(training_data.squad_json(tmp_path)), validation_split_percentage=0
     )
     with pytest.raises(ValueError, match="raise --max_seq_length or lower --doc_stride"):
-        data.extractive_qa_features(
-            examples["train"], tokenizer, DataArguments(task="qa", max_seq_length=24, doc_stride=8), False
-        )
+        data.extractive_qa_features(examples["train"], tokenizer, 24, 8, False)
 
 
 def test_missing_file(tmp_path):

@@ -18,7 +18,7 @@ from tests.helpers import run_without_hf_tinylm
 from tests.test_pipelines import CONTEXT, QUESTION, SOURCE, make_model
 
 EVAL_RESULTS = {"eval_bleu": 12.5, "eval_loss": 1.25, "eval_runtime": 3.2}
-PIPELINE_FILES = {"pipelines_tinylm.py", "task_formats.py", "tinylm_common.py"}
+PIPELINE_FILES = {"pipelines_tinylm.py", "extractive_qa.py", "task_formats.py", "tinylm_common.py"}
 
 
 @pytest.fixture(scope="module")

@@ -566,8 +566,8 @@ def test_a_reused_folder_holds_only_its_own_models_code_and_no_pickle(tmp_path):
     _, folder = train(tmp_path, "--train_file", text, "--tokenizer_type", "char", "--block_size", "32", "--arch", "rnn")
     code = sorted(path.name for path in folder.glob("*.py"))
     assert code == [
-        "configuration_tiny_rnn.py", "modeling_tiny_rnn.py", "pipelines_tinylm.py", "task_formats.py",
-        "tinylm_common.py", "tinylm_compat.py",
+        "configuration_tiny_rnn.py", "extractive_qa.py", "modeling_tiny_rnn.py", "pipelines_tinylm.py",
+        "task_formats.py", "tinylm_common.py", "tinylm_compat.py",
     ]  # fmt: skip
     assert not list(folder.glob("*.bin")) and not list(folder.glob("*.pkl"))
     assert json.loads((folder / "training_args.json").read_text())["output_dir"] == str(folder)
