@@ -183,9 +183,6 @@ class DataArguments:
         default=256, metadata={"help": "extractive qa: tokens per window (question + context)."}
     )
     doc_stride: int = field(default=64, metadata={"help": "extractive qa: overlap between windows of a long context."})
-    n_best_size: int = field(
-        default=20, metadata={"help": "extractive qa: start/end candidates considered per window."}
-    )
     max_answer_length: int = field(default=30, metadata={"help": "extractive qa: longest answer, in tokens."})
     num_beams: int = field(default=1, metadata={"help": "Beams for generated predictions (1: greedy)."})
     max_new_tokens: int | None = field(
@@ -402,7 +399,6 @@ _NUMBER_RANGES = {
             "max_source_length",
             "max_target_length",
             "max_seq_length",
-            "n_best_size",
             "max_answer_length",
             "num_beams",
             "max_train_samples",

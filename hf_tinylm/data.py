@@ -15,7 +15,8 @@ from pathlib import Path
 import datasets
 from datasets import Dataset, DatasetDict, load_dataset
 
-from .task_formats import QA_NO_ANSWER_INDEX, build_qa_question
+from .extractive_qa import context_room, question_windows
+from .task_formats import build_qa_question
 
 logger = logging.getLogger(__name__)
 
@@ -402,15 +403,20 @@ def _tokenize_generation(batch, tokenizer, prompt_ids, references_column, max_ta
 
 
 def extractive_qa_features(
-    examples: Dataset, tokenizer, max_seq_length: int, doc_stride: int, for_evaluation: bool, map_options: dict
+    examples: Dataset,
+    tokenizer,
+    max_seq_length: int,
+    doc_stride: int,
+    for_evaluation: bool,
+    map_options: dict,
 ) -> Dataset:
-    """Windows of `build_qa_question(question)` + context with the answer span's token positions (run_qa.py's
-    prepare_train_features, for a model that reads the question first).
+    """Windows of each question and its context with the answer span's token positions (run_qa.py's
+    prepare_train_features, for a model that reads the question first): `extractive_qa.question_windows`.
 
     A long context becomes several windows of `max_seq_length` tokens overlapping by `doc_stride`; a window without
-    the answer points at `QA_NO_ANSWER_INDEX` (the question token), the "no answer here" position. For evaluation each window
-    also keeps its example id and the character offsets of its context tokens (None elsewhere), to map predicted
-    spans back to text.
+    the answer points at `QA_NO_ANSWER_INDEX` (the question token), the "no answer here" position. For evaluation each
+    window also keeps its example id and `offsets` (the characters of the tokens that may start or end an answer), for
+    `evaluation.extractive_answers`.
     """
     return examples.map(
         _tokenize_qa_windows,
@@ -428,45 +434,22 @@ def extractive_qa_features(
 
 
 def _tokenize_qa_windows(batch, tokenizer, max_seq_length, doc_stride, for_evaluation):
-    questions = [build_qa_question(question) for question in batch["question"]]
-    for question, ids in zip(questions, tokenizer(questions, add_special_tokens=False)["input_ids"]):
-        if max_seq_length - len(ids) <= doc_stride:
+    for question in batch["question"]:
+        room = context_room(tokenizer, question, max_seq_length)
+        if room <= doc_stride:
             raise ValueError(
-                f"The question {question!r} takes {len(ids)} of the {max_seq_length} tokens of a window, "
-                f"leaving no more than --doc_stride ({doc_stride}) for the context: raise --max_seq_length "
-                "or lower --doc_stride."
+                f"The question {build_qa_question(question)!r} takes {max_seq_length - room} of the {max_seq_length} "
+                f"tokens of a window, leaving no more than --doc_stride ({doc_stride}) for the context: raise "
+                "--max_seq_length or lower --doc_stride."
             )
-    windows = tokenizer(
-        questions,
-        batch["context"],
-        truncation="only_second",
-        max_length=max_seq_length,
-        stride=doc_stride,
-        return_overflowing_tokens=True,
-        return_offsets_mapping=True,
-        add_special_tokens=False,
+    answer_spans = [
+        (starts[0], starts[0] + len(answers[0])) for starts, answers in zip(batch["answer_starts"], batch["answers"])
+    ]
+    windows = question_windows(
+        tokenizer, batch["question"], batch["context"], max_seq_length, doc_stride, answer_spans
     )
-    features = {"input_ids": windows["input_ids"], "start_positions": [], "end_positions": []}
+    features = {key: windows[key] for key in ("input_ids", "start_positions", "end_positions")}
     if for_evaluation:
-        features.update(example_id=[], offset_mapping=[])
-    for window, example in enumerate(windows["overflow_to_sample_mapping"]):
-        in_context = [sequence == 1 for sequence in windows.sequence_ids(window)]
-        offsets = windows["offset_mapping"][window]
-        context = [offsets[i] for i, inside in enumerate(in_context) if inside]
-        answer_start = batch["answer_starts"][example][0]
-        answer_end = answer_start + len(batch["answers"][example][0])
-        span = [QA_NO_ANSWER_INDEX]
-        if context[0][0] <= answer_start and context[-1][1] >= answer_end:  # the whole answer is in this window
-            span = [
-                i
-                for i, inside in enumerate(in_context)
-                if inside and offsets[i][0] < answer_end and offsets[i][1] > answer_start
-            ]
-        features["start_positions"].append(span[0])
-        features["end_positions"].append(span[-1])
-        if for_evaluation:
-            features["example_id"].append(batch["id"][example])
-            features["offset_mapping"].append(
-                [offset if inside else None for offset, inside in zip(offsets, in_context)]
-            )
+        features["example_id"] = [batch["id"][example] for example in windows["example"]]
+        features["offsets"] = windows["offsets"]
     return features

@@ -11,6 +11,7 @@ import torch
 from torch.nn import functional as F
 
 from .data import IGNORE_INDEX
+from .extractive_qa import best_answers
 from .metrics import load_metric
 
 
@@ -75,36 +76,20 @@ def span_logits(model, tokenizer, windows, batch_size: int) -> tuple[np.ndarray,
     return np.concatenate(starts), np.concatenate(ends)
 
 
-def extractive_answers(examples, features, start_logits, end_logits, n_best_size: int, max_answer_length: int):
-    """The best-scoring span of each example's context over all its windows (run_qa.py's post-processing, SQuAD v1.1:
-    every question has an answer).
+def extractive_answers(examples, features, start_logits, end_logits, max_answer_length: int) -> list[str]:
+    """The best answer to each example's question over all its windows, decoded exactly as the question-answering
+    pipeline decodes with its defaults (`extractive_qa.best_answers`; SQuAD v1.1: every question has an answer).
 
-    A span is a start and an end among each window's `n_best_size` highest logits, both on context tokens, in order
-    and at most `max_answer_length` tokens long; its score is the sum of the two logits.
+    `features` are the example's windows (`data.extractive_qa_features(..., for_evaluation=True)`), in the order of
+    the logits; logits may be padded past a window's length.
     """
     windows = collections.defaultdict(list)
-    for index, example_id in enumerate(features["example_id"]):
-        windows[example_id].append(index)
-    offset_mappings = list(features["offset_mapping"])
-    answers = []
-    for example_id, context in zip(examples["id"], examples["context"]):
-        best_score, best_answer = -np.inf, ""
-        for index in windows[example_id]:
-            offsets = offset_mappings[index]
-            starts = np.argsort(start_logits[index])[::-1][:n_best_size]
-            ends = np.argsort(end_logits[index])[::-1][:n_best_size]
-            for start in starts:
-                for end in ends:
-                    if not 0 <= end - start < max_answer_length:
-                        continue
-                    # Logits are padded past each window's length, and only context tokens have offsets.
-                    if end >= len(offsets) or offsets[start] is None or offsets[end] is None:
-                        continue
-                    score = start_logits[index][start] + end_logits[index][end]
-                    if score > best_score:
-                        best_score, best_answer = score, context[offsets[start][0] : offsets[end][1]]
-        answers.append(best_answer)
-    return answers
+    for index, (example_id, offsets) in enumerate(zip(features["example_id"], features["offsets"])):
+        windows[example_id].append((start_logits[index], end_logits[index], offsets))
+    return [
+        best_answers(context, windows[example_id], max_answer_length)[0]["answer"]
+        for example_id, context in zip(examples["id"], examples["context"])
+    ]
 
 
 @torch.no_grad()

@@ -23,6 +23,7 @@ from .configuration_tiny_attention import TinyAttentionConfig
 
 # Every module a saved folder ships is imported here by name: before 5.x, transformers copies only the modules the
 # loaded file itself imports, and then requires all of theirs. (The pipeline code is used by `save_pretrained`.)
+from .extractive_qa import best_answers  # noqa: F401
 from .pipelines_tinylm import custom_pipelines
 from .task_formats import CONFIG_KEY  # noqa: F401
 from .tinylm_common import CheckedGeneration, HubReadyMixin, check_forward_inputs, logits_positions

@@ -2,26 +2,25 @@
 
 transformers v5 removed these three tasks; these classes bring them back with the classic arguments and outputs.
 Translation and summarization generate with a causal LM after the prompt `task_formats` defines, the one training
-used; question answering reads start/end logits from a `...ForQuestionAnswering` head, window by window.
+used; question answering reads start/end logits from a `...ForQuestionAnswering` head, window by window, and decodes
+them as training's evaluation does (`extractive_qa`).
 
 Every saved hf_tinylm folder carries this file, and a model trained for one of these tasks lists its pipeline in its
 config (`custom_pipelines(model)`), so `pipeline("translation", model=folder, trust_remote_code=True)`, or just
 `pipeline(model=folder, trust_remote_code=True)`, works where hf_tinylm is not installed. Hence the imports: torch,
-transformers and the copied `task_formats` only.
+transformers and the copied `task_formats`, `extractive_qa` and `tinylm_common` only.
 """
 
 import collections.abc
-import unicodedata
 
 import torch
 from transformers import Pipeline
 from transformers.pipelines.base import ChunkPipeline
 from transformers.utils import logging
 
+from .extractive_qa import best_answers, context_room, question_windows
 from .task_formats import (
-    QA_NO_ANSWER_INDEX,
     build_prompt,
-    build_qa_question,
     build_truncated_prompt,
     language_pairs,
     settings_from_config,
@@ -252,8 +251,12 @@ class TinyLMQuestionAnsweringPipeline(TextOnly, ChunkPipeline):
     Returns `{"score", "start", "end", "answer"}` with `answer == context[start:end]` (a list of `top_k` such dicts
     when `top_k > 1`). A context longer than `max_seq_len` tokens (with the question) is read in windows that
     overlap by `doc_stride` tokens, each repeating the question; answers from all windows compete, scored as
-    P(start) * P(end) within their window. `max_answer_len` bounds an answer in tokens (default: the training
-    evaluation's `--max_answer_length`, saved in the config); with
+    P(start) * P(end) within their window (`extractive_qa.best_answers`, which training's evaluation uses too).
+    `max_answer_len` bounds an answer in tokens. These three default to the training evaluation's `--max_seq_length`,
+    `--doc_stride` and `--max_answer_length`, saved in the config, so the pipeline gives the answers the model card's
+    EM/F1 scored. Without saved values (and for a saved `doc_stride` that leaves a long question's windows no room
+    to advance) the classic defaults hold: 384 tokens (at most the model's context), a stride of half the context
+    tokens a window holds (at most 128), and 15. With
     `handle_impossible_answer=True` the empty answer (start = end = 0) competes too. `align_to_words` (default True)
     widens an answer that starts or ends inside a word to the whole word, which a sub-word or character tokenizer
     otherwise leaves cut; turn it off for languages written without spaces. `max_question_len` cuts longer questions
@@ -357,45 +360,29 @@ class TinyLMQuestionAnsweringPipeline(TextOnly, ChunkPipeline):
         question = example["question"]
         if max_question_len is not None and isinstance(question, str):
             question = self._shorten_question(question, max_question_len)
-        question = build_qa_question(question)
         limit = context_limit(self.model.config)
-        max_seq_len = max_seq_len or min(384, limit or 384)
+        max_seq_len = max_seq_len or self.settings.get("max_seq_length") or min(384, limit or 384)
         if limit is not None and max_seq_len > limit:
             raise ValueError(f"`max_seq_len` ({max_seq_len}) is more than this model reads ({limit} tokens).")
-        room = max_seq_len - len(self.tokenizer(question, add_special_tokens=False)["input_ids"])
+        room = context_room(self.tokenizer, question, max_seq_len)
         if room < 1:
             raise ValueError(f"The question alone fills `max_seq_len` ({max_seq_len} tokens); shorten it.")
-        doc_stride = min(128, room // 2) if doc_stride is None else doc_stride
+        if doc_stride is None:
+            saved = self.settings.get("doc_stride")
+            doc_stride = saved if saved is not None and saved < room else min(128, room // 2)
         if not 0 <= doc_stride < room:
             raise ValueError(
                 f"`doc_stride` ({doc_stride}) must be smaller than the {room} context tokens a window holds next to "
                 "this question."
             )
-        encoded = self.tokenizer(
-            question,
-            context,
-            truncation="only_second",
-            max_length=max_seq_len,
-            stride=doc_stride,
-            return_overflowing_tokens=True,
-            return_offsets_mapping=True,
-            add_special_tokens=False,  # exactly the text training read
-        )
-        num_windows = len(encoded["input_ids"])
-        for index in range(num_windows):
-            # Character spans of the context tokens that can start or end an answer; None elsewhere, including
-            # whitespace-only tokens, so answers never begin or end with a space.
-            offsets = [
-                (start, end) if sequence == 1 and context[start:end].strip() else None
-                for (start, end), sequence in zip(encoded["offset_mapping"][index], encoded.sequence_ids(index))
-            ]
+        windows = question_windows(self.tokenizer, [question], [context], max_seq_len, doc_stride)
+        for index, (input_ids, offsets) in enumerate(zip(windows["input_ids"], windows["offsets"])):
             yield {
-                "input_ids": torch.tensor([encoded["input_ids"][index]]),
-                "attention_mask": torch.tensor([encoded["attention_mask"][index]]),
-                "p_mask": torch.tensor([[offset is None for offset in offsets]]),
+                "input_ids": torch.tensor([input_ids]),
+                "attention_mask": torch.ones(1, len(input_ids), dtype=torch.long),
                 "offsets": offsets,
                 "context": context,
-                "is_last": index == num_windows - 1,
+                "is_last": index == len(windows["offsets"]) - 1,
             }
 
     def _forward(self, inputs):
@@ -409,71 +396,30 @@ class TinyLMQuestionAnsweringPipeline(TextOnly, ChunkPipeline):
         return {
             "start_logits": output.start_logits,
             "end_logits": output.end_logits,
-            **{key: inputs[key] for key in ("attention_mask", "p_mask", "offsets", "context", "is_last")},
+            **{key: inputs[key] for key in ("attention_mask", "offsets", "context", "is_last")},
         }
 
     def postprocess(self, windows, top_k=1, max_answer_len=None, handle_impossible_answer=False, align_to_words=True):
-        context = windows[0]["context"]
         # Default: the longest answer the model was evaluated with in training (transformers' 15 before that existed).
         max_answer_len = max_answer_len or self.settings.get("max_answer_length", 15)
-        best = {}  # (start, end) in characters -> best score over the windows
-        null_score = None
-        for window in windows:
-            tokens = window["attention_mask"][0].bool()  # drop padding, so positions match `offsets`
-            allowed = ~window["p_mask"][0][tokens].bool()
-            if handle_impossible_answer:
-                allowed[QA_NO_ANSWER_INDEX] = True
-            start, end = (
-                window[name][0][tokens].float().masked_fill(~allowed, float("-inf")).softmax(-1)
-                for name in ("start_logits", "end_logits")
-            )
-            if handle_impossible_answer:
-                score = (start[QA_NO_ANSWER_INDEX] * end[QA_NO_ANSWER_INDEX]).item()
-                null_score = score if null_score is None else min(null_score, score)
-                start[QA_NO_ANSWER_INDEX] = end[QA_NO_ANSWER_INDEX] = 0.0
-            # Score every span with start <= end < start + max_answer_len; take the best until `top_k` distinct
-            # answers (spans widened to the same words are one answer).
-            spans = (start[:, None] * end[None, :]).triu().tril(max_answer_len - 1).flatten()
-            candidates = spans.nonzero().squeeze(1)
-            scores, order = spans[candidates].sort(descending=True)
-            offsets, found = window["offsets"], set()
-            for index, score in zip(candidates[order].tolist(), scores.tolist()):
-                if len(found) == top_k:
-                    break
-                first, last = divmod(index, len(offsets))
-                span = (offsets[first][0], offsets[last][1])
-                if align_to_words:
-                    span = _widen_to_words(context, *span)
-                found.add(span)
-                best[span] = max(score, best.get(span, 0.0))
-        answers = [
-            {"score": score, "start": start, "end": end, "answer": context[start:end]}
-            for (start, end), score in best.items()
-        ]
-        if handle_impossible_answer:
-            answers.append({"score": null_score, "start": 0, "end": 0, "answer": ""})
-        answers = sorted(answers, key=lambda answer: answer["score"], reverse=True)[:top_k]
+        real_tokens = [window["attention_mask"][0].bool() for window in windows]  # not padding: as in `offsets`
+        answers = best_answers(
+            windows[0]["context"],
+            [
+                (window["start_logits"][0][real], window["end_logits"][0][real], window["offsets"])
+                for window, real in zip(windows, real_tokens)
+            ],
+            max_answer_len,
+            top_k=top_k,
+            handle_impossible_answer=handle_impossible_answer,
+            align_to_words=align_to_words,
+        )
         return answers[0] if top_k == 1 else answers
 
 
 def _given(**params) -> dict:
     """The parameters a caller set (not None), as `_sanitize_parameters` passes them on."""
     return {name: value for name, value in params.items() if value is not None}
-
-
-def _widen_to_words(text: str, start: int, end: int) -> tuple[int, int]:
-    """The character span [start, end) widened so it neither starts nor ends inside a word: the v4 pipeline's
-    `align_to_words`, done on characters so it is the same for every tokenizer. A word is a run of characters that
-    are neither spaces nor punctuation, so accents, combining marks and emoji sequences stay whole."""
-    while start > 0 and _in_word(text[start - 1]) and _in_word(text[start]):
-        start -= 1
-    while end < len(text) and _in_word(text[end - 1]) and _in_word(text[end]):
-        end += 1
-    return start, end
-
-
-def _in_word(char: str) -> bool:
-    return not char.isspace() and not unicodedata.category(char).startswith("P")
 
 
 # The pipeline of each task that has one, by `task_formats.task_name`: (pipeline task, class, the Auto class that loads

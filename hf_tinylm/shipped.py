@@ -8,13 +8,8 @@ tests/test_shipped_code.py checks that, and that a saved folder of each family h
 A module of its own, not `__init__.py`, so that modules `__init__` imports could read it without an import cycle.
 """
 
-from pathlib import Path
-
 # The task pipelines and what they import: a Llama export (`hf_tinylm.convert`) carries these without the model code.
 PIPELINE_MODULES = ("pipelines_tinylm.py", "task_formats.py", "tinylm_common.py", "extractive_qa.py")
-# extractive_qa.py is declared ahead of the change that adds it (branch qa-spans), and left out while the package
-# lacks it. Delete this line once that change is merged.
-PIPELINE_MODULES = tuple(name for name in PIPELINE_MODULES if Path(__file__).with_name(name).is_file())
 
 # What a folder of each model family (`config.model_type`) holds: its own files, the code that differs between
 # transformers releases, and the pipelines. Never the other family's files.

@@ -11,8 +11,10 @@ How a task is written as text (prompts, special tokens) is `task_formats`, and i
 """
 
 import dataclasses
+import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 from transformers import (
@@ -127,6 +129,10 @@ class Task:
             validation = examples["validation"]
             predictions = self.predict(trainer.model, tokenizer, validation, trainer.args.per_device_eval_batch_size)
             metrics.update({f"eval_{key}": value for key, value in self.score(predictions, validation).items()})
+            # What the scores score (as run_qa.py writes them): question id -> answer, else in example order.
+            saved = dict(zip(validation["id"], predictions)) if "id" in validation.column_names else predictions
+            path = Path(trainer.args.output_dir) / "eval_predictions.json"
+            path.write_text(json.dumps(saved, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
             reference = validation[0][self.references_column][0]
             shown = validation[0][self.input_column_shown]
             print(f"\nExample: {shown!r}\n  reference:  {reference!r}\n  prediction: {predictions[0]!r}")
@@ -390,7 +396,6 @@ class ExtractiveQA(QuestionColumns, Task):
 
     max_seq_length: int = 256
     doc_stride: int = 64
-    n_best_size: int = 20
     max_answer_length: int = 30
 
     def to_columns(self, dataset, map_options):
@@ -416,8 +421,14 @@ class ExtractiveQA(QuestionColumns, Task):
         return dataclasses.replace(self, max_seq_length=limit), f"--max_seq_length {limit}"
 
     def settings(self) -> dict:
-        # The longest answer evaluation allowed: the pipeline's default too.
-        return task_settings(self.format, mode="extractive", max_answer_length=self.max_answer_length)
+        # How evaluation windowed and decoded: the pipeline's defaults too.
+        return task_settings(
+            self.format,
+            mode="extractive",
+            max_seq_length=self.max_seq_length,
+            doc_stride=self.doc_stride,
+            max_answer_length=self.max_answer_length,
+        )
 
     def trainer_metrics(self) -> dict:
         return {}  # the span loss only; answers are scored once, at the end
@@ -425,9 +436,7 @@ class ExtractiveQA(QuestionColumns, Task):
     def predict(self, model, tokenizer, examples, batch_size: int) -> list[str]:
         windows = data.extractive_qa_features(examples, tokenizer, self.max_seq_length, self.doc_stride, True, {})
         start_logits, end_logits = evaluation.span_logits(model, tokenizer, windows, batch_size)
-        return evaluation.extractive_answers(
-            examples, windows, start_logits, end_logits, self.n_best_size, self.max_answer_length
-        )
+        return evaluation.extractive_answers(examples, windows, start_logits, end_logits, self.max_answer_length)
 
     def hyperparameters(self) -> dict:
         return {"window (tokens)": self.max_seq_length, "window stride": self.doc_stride}

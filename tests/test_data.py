@@ -10,6 +10,7 @@ from hf_tinylm import data
 from hf_tinylm.arguments import DataArguments
 from hf_tinylm.data import IGNORE_INDEX
 from hf_tinylm.evaluation import extractive_answers
+from hf_tinylm.extractive_qa import _widen_to_words
 from hf_tinylm.task_formats import QA_NO_ANSWER_INDEX, SEPARATOR, build_prompt, build_truncated_prompt
 from hf_tinylm.tokenization import train_tokenizer
 from tests import training_data
@@ -212,22 +213,26 @@ def test_extractive_windows_point_at_the_answer_and_map_back(tmp_path, tokenizer
         feature = windows[i]
         example = by_id[feature["example_id"]]
         start, end = (
-            feature["offset_mapping"][feature["start_positions"]],
-            feature["offset_mapping"][feature["end_positions"]],
+            feature["offsets"][feature["start_positions"]],
+            feature["offsets"][feature["end_positions"]],
         )
-        assert example["context"][start[0] : end[1]].strip() == example["answers"][0]
+        assert example["context"][start[0] : end[1]] == example["answers"][0]  # offsets leave spaces out
 
-    # Logits peaking on the labelled span give back the gold answers after post-processing.
+    # Logits peaking on the labelled span give back the gold answers after post-processing, widened to whole words
+    # as the question-answering pipeline widens them: one answer, "gold", is the start of the word "golden".
     width = max(len(ids) for ids in windows["input_ids"])
     start_logits, end_logits = np.full((len(windows), width), -100.0), np.full((len(windows), width), -100.0)
     for i in range(len(windows)):
         start_logits[i, : len(windows[i]["input_ids"])] = end_logits[i, : len(windows[i]["input_ids"])] = 0.0
         start_logits[i, windows[i]["start_positions"]] = end_logits[i, windows[i]["end_positions"]] = 10.0
-    answers = extractive_answers(examples, windows, start_logits, end_logits, n_best_size=5, max_answer_length=30)
-    answered = {windows[i]["example_id"] for i in with_answer}
-    assert [a.strip() for a, row in zip(answers, examples) if row["id"] in answered] == [
-        row["answers"][0] for row in examples if row["id"] in answered
-    ]
+    answers = extractive_answers(examples, windows, start_logits, end_logits, max_answer_length=30)
+    answered = [i for i, row in enumerate(examples) if row["id"] in {windows[j]["example_id"] for j in with_answer}]
+    widened = []
+    for row in examples.select(answered):
+        start = row["answer_starts"][0]
+        widened.append(row["context"][slice(*_widen_to_words(row["context"], start, start + len(row["answers"][0])))])
+    assert [answers[i] for i in answered] == widened
+    assert sum(answer != row["answers"][0] for answer, row in zip(widened, examples.select(answered))) == 1
 
 
 def test_question_too_long_for_a_window(tmp_path, tokenizer):

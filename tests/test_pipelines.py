@@ -20,7 +20,8 @@ from hf_tinylm import (
     TinyLMTranslationPipeline,
     TinyRNNConfig,
 )
-from hf_tinylm.pipelines_tinylm import _widen_to_words, custom_pipelines
+from hf_tinylm.extractive_qa import _widen_to_words, context_room
+from hf_tinylm.pipelines_tinylm import custom_pipelines
 from hf_tinylm.task_formats import (
     CONFIG_KEY,
     QA_NO_ANSWER_INDEX,
@@ -287,6 +288,30 @@ def test_question_answering_defaults_to_the_trained_answer_length_and_strips_the
     assert qa(question=f"  {QUESTION} ", context=CONTEXT) == qa(question=QUESTION, context=CONTEXT)
 
 
+def test_question_answering_defaults_to_the_trained_windows(tokenizer):
+    def windows(qa, question=QUESTION, context=CONTEXT, **kwargs):
+        example = {"question": question, "context": context}
+        return [window["input_ids"][0].tolist() for window in qa.preprocess(example, **kwargs)]
+
+    model = make_model("attention", tokenizer, "qa", qa_head=True, mode="extractive", max_seq_length=48, doc_stride=12)
+    trained = pipeline("question-answering", model=model, tokenizer=tokenizer, device="cpu")
+    assert len(windows(trained)) > 3 and windows(trained) == windows(trained, max_seq_len=48, doc_stride=12)
+    assert trained(question=QUESTION, context=CONTEXT, top_k=3) == trained(
+        question=QUESTION, context=CONTEXT, top_k=3, max_seq_len=48, doc_stride=12
+    )
+    # A saved stride that leaves a long question's windows no room to advance gives way to the classic default.
+    long_question = "Where, in which city, is the tower?"
+    room = context_room(tokenizer, long_question, 48)
+    assert 0 < room <= 12
+    assert windows(trained, long_question) == windows(trained, long_question, max_seq_len=48, doc_stride=room // 2)
+    # Without saved windows: the classic defaults, 384 tokens (at most the model's 128) and a stride of half the room.
+    classic = pipeline("question-answering", model=make_model("attention", tokenizer, "qa", qa_head=True),
+                       tokenizer=tokenizer, device="cpu")  # fmt: skip
+    stride, context = min(128, context_room(tokenizer, QUESTION, 128) // 2), f"{CONTEXT} {CONTEXT}"
+    assert len(windows(classic, context=context)) > 1
+    assert windows(classic, context=context) == windows(classic, context=context, max_seq_len=128, doc_stride=stride)
+
+
 def is_word_boundary(text, index):
     return index in (0, len(text)) or not (text[index - 1].isalnum() and text[index].isalnum())
 
@@ -508,7 +533,8 @@ def test_saved_folders_run_every_pipeline_in_a_fresh_process_without_hf_tinylm(f
         files = {path.name for path in folder.iterdir()}
         assert {"config.json", "model.safetensors", "tokenizer.json", "README.md"} <= files
         assert ("generation_config.json" in files) == model.can_generate()
-        assert {"pipelines_tinylm.py", "task_formats.py", "tinylm_common.py", f"modeling_tiny_{family}.py"} <= files
+        shipped = {"pipelines_tinylm.py", "extractive_qa.py", "task_formats.py", "tinylm_common.py"}
+        assert {*shipped, f"modeling_tiny_{family}.py"} <= files
         listed = json.loads((folder / "config.json").read_text())["custom_pipelines"]
         assert listed == custom_pipelines(model) == ({} if task == "text-generation" else {task: listed[task]})
         inputs, kwargs = calls[task]
@@ -550,6 +576,6 @@ def test_saved_folders_run_every_pipeline_in_a_fresh_process_without_hf_tinylm(f
         assert model_module.startswith("transformers_modules.") and config_module.startswith("transformers_modules.")
         assert pipeline_module.startswith("transformers_modules." if task != "text-generation" else "transformers.")
         assert tokenizer_class == "TokenizersBackend" or tokenizer_class.endswith("Fast")
-    assert {"pipelines_tinylm.py", "task_formats.py", "tinylm_common.py", "model.safetensors"} <= set(got["resaved"])
+    assert {*shipped, "model.safetensors"} <= set(got["resaved"])
     assert "README.md" not in got["resaved"]
     assert got["custom_pipelines"] == custom_pipelines(models["question-answering"])
