@@ -17,7 +17,7 @@ from transformers.integrations import is_tensorboard_available
 
 from .configuration_tiny_rnn import RECURRENT_CELLS
 from .data import SUMMARY_SOURCE_COLUMNS, SUMMARY_TARGET_COLUMNS, DataSource
-from .model_building import ARCHITECTURES, SIZE_PRESETS, _new_model_config, _parse_overrides
+from .model_building import ARCHITECTURES, SIZE_PRESETS, new_model_config, parse_config_overrides
 from .task_formats import TASKS, settings_from_config
 from .tasks import TASKS as TASK_CLASSES
 from .tasks import Task
@@ -367,7 +367,7 @@ def _check_new_model_settings(model_args: ModelArguments, data_args: DataArgumen
     read rather than after the tokenizer and the data are made."""
     if model_args.model_name_or_path:
         return
-    overrides = _parse_overrides(model_args.config_overrides, ARCHITECTURES[model_args.arch])
+    overrides = parse_config_overrides(model_args.config_overrides, ARCHITECTURES[model_args.arch])
     task = data_args.to_task()
     if model_args.arch == "attention":
         longest = task.longest_sequence()
@@ -378,7 +378,7 @@ def _check_new_model_settings(model_args: ModelArguments, data_args: DataArgumen
                 f"feeds the model ({longest} tokens: {task.longest_sequence_flags}); raise it, or lower those."
             )
     try:
-        _new_model_config(model_args, task, vocab_size=model_args.vocab_size)
+        new_model_config(model_args, task, vocab_size=model_args.vocab_size)
     except ValueError as error:
         overridden = f" with --config_overrides {model_args.config_overrides}" if overrides else ""
         raise ValueError(f"--model_size {model_args.model_size}{overridden} describes no buildable model: {error}") from None

@@ -69,7 +69,7 @@ def last_complete_checkpoint(output_dir, with_optimizer: bool = True, remove_inc
     return newest
 
 
-def _resume_checkpoint(training_args: TrainingArguments) -> str | None:
+def checkpoint_to_resume(training_args: TrainingArguments) -> str | None:
     """The checkpoint to resume from. "last" is the newest complete one (incomplete ones, left by a kill in the middle
     of a save, are removed); with none, the run starts from the beginning, as a run killed before its first save
     must. A run that does not resume, into a folder holding files, is warned that it writes over them."""
@@ -104,7 +104,7 @@ def _resume_checkpoint(training_args: TrainingArguments) -> str | None:
 
 
 @contextlib.contextmanager
-def _output_dir_untouched_on_failure(output_dir: Path, is_main_process: bool):
+def output_dir_untouched_on_failure(output_dir: Path, is_main_process: bool):
     """A run that fails before training leaves `output_dir` as it found it: whatever it added there by then (the
     trained tokenizer, log folders, the folder itself) is removed again."""
     existed = output_dir.is_dir()
@@ -121,7 +121,7 @@ def _output_dir_untouched_on_failure(output_dir: Path, is_main_process: bool):
         raise
 
 
-def _save_final_folder(trainer: Trainer) -> None:
+def save_final_folder(trainer: Trainer) -> None:
     """Save the trained model as a Hub-ready folder: only the code its own model needs (a folder reused from a run
     of the other family would keep that family's files), no pickle (Trainer's `training_args.bin`; the arguments go
     to `training_args.json`), and a tokenizer config every supported transformers release reads."""

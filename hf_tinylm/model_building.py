@@ -47,7 +47,7 @@ def fit_task_to_context(task: Task, limit: int | None, model_name: str) -> Task:
     return fitted
 
 
-def _load_or_train_tokenizer(model_args, task: Task, training_args, train_examples, checkpoint):
+def load_or_train_tokenizer(model_args, task: Task, training_args, train_examples, checkpoint):
     """The checkpoint's tokenizer when resuming; else the named or saved model's; else one trained on the data.
 
     A trained tokenizer is trained once, by the main process, and saved to the output folder for the others."""
@@ -65,7 +65,7 @@ def _load_or_train_tokenizer(model_args, task: Task, training_args, train_exampl
     return tokenizer
 
 
-def _build_model(model_args, task: Task, tokenizer, saved_config=None):
+def build_model(model_args, task: Task, tokenizer, saved_config=None):
     """A new model sized for the tokenizer and the task's longest sequence, or the saved one, with its task settings.
 
     A saved model whose vocabulary is smaller than the tokenizer was trained with another tokenizer: refused. When
@@ -77,7 +77,7 @@ def _build_model(model_args, task: Task, tokenizer, saved_config=None):
             model_args.model_name_or_path, cache_dir=model_args.cache_dir
         )
         _check_tokenizer_belongs_to(config, tokenizer, model_args)
-        for key, value in _parse_overrides(model_args.config_overrides, type(config)).items():
+        for key, value in parse_config_overrides(model_args.config_overrides, type(config)).items():
             setattr(config, key, value)
         model = auto_class.from_pretrained(
             model_args.model_name_or_path, config=config, cache_dir=model_args.cache_dir
@@ -86,7 +86,7 @@ def _build_model(model_args, task: Task, tokenizer, saved_config=None):
             model.resize_token_embeddings(len(tokenizer))
     else:
         add_missing_special_tokens(tokenizer)
-        config = _new_model_config(
+        config = new_model_config(
             model_args,
             task,
             vocab_size=len(tokenizer),
@@ -111,7 +111,7 @@ def _build_model(model_args, task: Task, tokenizer, saved_config=None):
     return model
 
 
-def _new_model_config(model_args, task: Task, **settings):
+def new_model_config(model_args, task: Task, **settings):
     """A new model's configuration: the size preset, the recurrent cell or the context the task needs, `settings`
     (vocabulary and special tokens), then `--config_overrides`."""
     config_class = ARCHITECTURES[model_args.arch]
@@ -121,11 +121,11 @@ def _new_model_config(model_args, task: Task, **settings):
     else:
         values["max_position_embeddings"] = task.longest_sequence()
     values.update(settings)
-    values.update(_parse_overrides(model_args.config_overrides, config_class))
+    values.update(parse_config_overrides(model_args.config_overrides, config_class))
     return config_class(**values)
 
 
-def _parse_overrides(overrides: str | None, config_class) -> dict:
+def parse_config_overrides(overrides: str | None, config_class) -> dict:
     """'a=1,b=0.5,c=gelu' -> {"a": 1, "b": 0.5, "c": "gelu"}, each key checked against the config's fields."""
     if not overrides:
         return {}

@@ -36,7 +36,7 @@ def plot_loss_curve(log_history: list[dict], path: Path) -> bool:
     return True
 
 
-def _report(trainer: Trainer, task: Task, tokenizer, model_args, data_args, metrics: dict) -> None:
+def report_run(trainer: Trainer, task: Task, tokenizer, model_args, data_args, metrics: dict) -> None:
     """The task's sample (a language model's), loss curve and model card; then where everything is."""
     folder = Path(trainer.args.output_dir)
     sample = task.sample(trainer.model, tokenizer)
@@ -51,7 +51,7 @@ def _report(trainer: Trainer, task: Task, tokenizer, model_args, data_args, metr
         folder,
         eval_results=metrics or None,
         training_args=reported_hyperparameters(trainer.args, trainer.state, task, model_args),
-        dataset_name=_data_name(data_args, readable=True),
+        dataset_name=data_name(data_args, readable=True),
         # Card metadata names Hub datasets only; a local dataset folder is described in the text.
         dataset_id=None if _is_local(data_args.dataset_name) else data_args.dataset_name,
         license=data_args.license,
@@ -93,7 +93,7 @@ def reported_hyperparameters(args, state, task: Task, model_args: ModelArguments
     return reported
 
 
-def _data_name(data_args: DataArguments, readable: bool) -> str:
+def data_name(data_args: DataArguments, readable: bool) -> str:
     """The training data's name: for the model card (`readable`), or short, for the output folder."""
     if data_args.dataset_name:
         return data_args.dataset_name if readable else data_args.dataset_name.rsplit("/", 1)[-1]

@@ -27,11 +27,11 @@ from transformers.trainer_utils import IntervalStrategy, TrainOutput
 from . import data
 from .arguments import DataArguments, ModelArguments, TinyLMTrainingArguments, parse_args
 from .callbacks import StopWhenAlreadyFinished, TimeBudgetCallback, TrainingAlreadyFinished
-from .checkpoints import _output_dir_untouched_on_failure, _resume_checkpoint, _save_final_folder
+from .checkpoints import checkpoint_to_resume, output_dir_untouched_on_failure, save_final_folder
 from .hub import check_and_upload
 from .metrics import check_installed as check_metrics_installed
-from .model_building import _build_model, _load_or_train_tokenizer, fit_task_to_context
-from .reporting import _data_name, _report
+from .model_building import build_model, fit_task_to_context, load_or_train_tokenizer
+from .reporting import data_name, report_run
 from .tasks import Task
 from .tinylm_common import context_limit
 
@@ -48,8 +48,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tin
     _setup_logging(training_args)
     task = data_args.to_task()
     training_args.output_dir = _fill_output_dir(training_args.output_dir, model_args, data_args, task)
-    checkpoint = _resume_checkpoint(training_args)
-    with _output_dir_untouched_on_failure(Path(training_args.output_dir), training_args.should_save):
+    checkpoint = checkpoint_to_resume(training_args)
+    with output_dir_untouched_on_failure(Path(training_args.output_dir), training_args.should_save):
         trainer, task, tokenizer, examples, upload = _prepare_trainer(
             model_args, data_args, task, training_args, callbacks, checkpoint
         )
@@ -57,7 +57,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tin
     _save(trainer, train_metrics)
     metrics = _evaluate(trainer, task, tokenizer, examples) if "validation" in examples else {}
     if trainer.is_world_process_zero():
-        _report(trainer, task, tokenizer, model_args, data_args, metrics)
+        report_run(trainer, task, tokenizer, model_args, data_args, metrics)
         if upload:
             _upload(training_args)
     return metrics
@@ -78,7 +78,7 @@ def _train(trainer: Trainer, checkpoint: str | None) -> dict:
 
 def _save(trainer: Trainer, train_metrics: dict) -> None:
     """The final folder first, then the training metrics and state next to it."""
-    _save_final_folder(trainer)
+    save_final_folder(trainer)
     trainer.log_metrics("train", train_metrics)
     trainer.save_metrics("train", train_metrics)
     trainer.save_state()
@@ -117,8 +117,8 @@ def _prepare_trainer(model_args, data_args, task: Task, training_args, callbacks
         examples = task.examples(raw, limits, map_options)
     if "validation" not in examples and training_args.early_stopping_patience is not None:
         raise ValueError("--early_stopping_patience needs validation data; set --validation_split_percentage.")
-    tokenizer = _load_or_train_tokenizer(model_args, task, training_args, examples["train"], checkpoint)
-    model = _build_model(model_args, task, tokenizer, saved_config)
+    tokenizer = load_or_train_tokenizer(model_args, task, training_args, examples["train"], checkpoint)
+    model = build_model(model_args, task, tokenizer, saved_config)
     with training_args.main_process_first(desc="tokenizing the data"):
         features = task.features(examples, tokenizer, limits, map_options)
 
@@ -217,6 +217,6 @@ def _setup_logging(training_args: TrainingArguments) -> None:
 
 
 def _fill_output_dir(template: str, model_args: ModelArguments, data_args: DataArguments, task: Task) -> str:
-    parts = [model_args.arch, *([task.name] if task.named_in_folders else []), _data_name(data_args, readable=False)]
+    parts = [model_args.arch, *([task.name] if task.named_in_folders else []), data_name(data_args, readable=False)]
     name = "-".join(parts)
     return template.replace("{name}", name)

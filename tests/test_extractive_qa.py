@@ -7,6 +7,7 @@ import pytest
 from transformers import AutoConfig, AutoTokenizer, pipeline
 
 from hf_tinylm import data, evaluation, training
+from hf_tinylm.arguments import DataArguments
 from hf_tinylm.extractive_qa import question_windows
 from hf_tinylm.task_formats import QA_NO_ANSWER_INDEX, build_qa_question, settings_from_config
 from hf_tinylm.tokenization import train_tokenizer
@@ -31,8 +32,10 @@ def test_evaluation_scores_the_answers_the_pipeline_gives(tmp_path, arch, in_a_f
                 "--output_dir", str(folder), "--cache_dir", str(tmp_path / "cache"),
             ]
         )  # fmt: skip
-    args = data.DataArguments(task="qa", train_file=squad, validation_split_percentage=50)
-    validation = data.task_examples(data.load_raw_datasets(args, str(tmp_path / "cache")), args)["validation"]
+    args = DataArguments(task="qa", train_file=squad, validation_split_percentage=50)
+    task = args.to_task()
+    raw = data.load_raw_datasets(args.to_source(), task, str(tmp_path / "cache"))
+    validation = task.examples(raw, {}, {})["validation"]
     questions = [{"question": row["question"], "context": row["context"]} for row in validation]
 
     # The folder saved how evaluation windowed and decoded, and the pipeline defaults to it.
@@ -61,7 +64,7 @@ def test_evaluation_scores_the_answers_the_pipeline_gives(tmp_path, arch, in_a_f
         if row["context"].count(answer) == 1
     )
 
-    scores = evaluation.score_predictions("qa", answers, list(validation["answers"]))
+    scores = evaluation.score_predictions(["squad"], answers, list(validation["answers"]))
     results = json.loads((folder / "eval_results.json").read_text())
     assert (results["eval_exact_match"], results["eval_f1"]) == (scores["exact_match"], scores["f1"])
     assert results == pytest.approx(metrics)
