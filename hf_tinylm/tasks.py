@@ -206,6 +206,7 @@ class TextToText(Task):
     """A target written after a prompt: `prompt + target + eos`, with the loss on the target only; evaluated on the
     texts `generate()` writes after the prompt, as the pipelines write them."""
 
+    text_columns: ClassVar[tuple[str, ...]] = ("source", "references")
     longest_sequence_flags: ClassVar[str] = "--max_source_length plus --max_target_length or --max_new_tokens"
 
     max_source_length: int = 256
@@ -272,7 +273,6 @@ class Translation(TextToText):
 
     name: ClassVar[str] = "translation"
     format: ClassVar[str] = "translation"
-    text_columns: ClassVar[tuple[str, ...]] = ("source", "references")
     metrics: ClassVar[tuple[str, ...]] = ("bleu", "chrf")
 
     saved_names: ClassVar[dict[str, str]] = {"src_lang": "source_lang", "tgt_lang": "target_lang"}
@@ -313,7 +313,6 @@ class Summarization(TextToText):
 
     name: ClassVar[str] = "summarization"
     format: ClassVar[str] = "summarization"
-    text_columns: ClassVar[tuple[str, ...]] = ("source", "references")
     metrics: ClassVar[tuple[str, ...]] = ("rouge",)
     card_summary: ClassVar[str] = "Summarizes text."
     example_call: ClassVar[str] = 'pipe("Your long text ...", max_length=60)'
@@ -337,8 +336,15 @@ class Summarization(TextToText):
 
 
 @dataclass(frozen=True)
-class QuestionColumns:
-    """Where question-answering rows keep their parts."""
+class QuestionAnswering:
+    """What both kinds of question answering share: the rows' parts (and where the data keeps them), SQuAD's
+    metrics against the answers, and the "qa" prompt format."""
+
+    format: ClassVar[str] = "qa"
+    text_columns: ClassVar[tuple[str, ...]] = ("context", "question", "answers")
+    metrics: ClassVar[tuple[str, ...]] = ("squad",)
+    references_column: ClassVar[str] = "answers"
+    input_column_shown: ClassVar[str] = "question"
 
     question_column: str = "question"
     context_column: str = "context"
@@ -351,15 +357,10 @@ class QuestionColumns:
 
 
 @dataclass(frozen=True)
-class GenerativeQA(QuestionColumns, TextToText):
+class GenerativeQA(QuestionAnswering, TextToText):
     """Context and question -> the answer, written by the language model after the question."""
 
     name: ClassVar[str] = "qa-generative"
-    format: ClassVar[str] = "qa"
-    text_columns: ClassVar[tuple[str, ...]] = ("context", "question", "answers")
-    metrics: ClassVar[tuple[str, ...]] = ("squad",)
-    references_column: ClassVar[str] = "answers"
-    input_column_shown: ClassVar[str] = "question"
     card_summary: ClassVar[str] = "Answers a question about a context by writing the answer."
 
     def to_columns(self, dataset, map_options):
@@ -380,16 +381,11 @@ class GenerativeQA(QuestionColumns, TextToText):
 
 
 @dataclass(frozen=True)
-class ExtractiveQA(QuestionColumns, Task):
+class ExtractiveQA(QuestionAnswering, Task):
     """Context and question -> the answer's span in the context, from a start/end head (run_qa.py)."""
 
     name: ClassVar[str] = "qa-extractive"
-    format: ClassVar[str] = "qa"
-    text_columns: ClassVar[tuple[str, ...]] = ("context", "question", "answers")
-    metrics: ClassVar[tuple[str, ...]] = ("squad",)
     predicts_next_token: ClassVar[bool] = False
-    references_column: ClassVar[str] = "answers"
-    input_column_shown: ClassVar[str] = "question"
     longest_sequence_flags: ClassVar[str] = "--max_seq_length"
     card_summary: ClassVar[str] = "Answers a question by pointing at the answer in a context."
     example_call: ClassVar[str] = 'pipe(question="Where is the tower?", context="The tower stands in Paris.")'
