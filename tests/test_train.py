@@ -25,7 +25,7 @@ from transformers import (
     TrainerCallback,
 )
 
-from hf_tinylm import TinyAttentionConfig, training
+from hf_tinylm import TinyAttentionConfig, data, evaluation, training
 from hf_tinylm.task_formats import ADDITIONAL_SPECIAL_TOKENS, settings_from_config
 from hf_tinylm.tasks import ExtractiveQA, LanguageModelling
 from hf_tinylm.tokenization import train_tokenizer, vocabulary_fingerprint
@@ -45,11 +45,15 @@ def one_thread():
         yield
 
 
-def train(tmp_path, *args: str, callbacks=()) -> tuple[dict, str]:
+def quick_arguments(tmp_path, *args: str) -> list[str]:
+    """The command line of a quick run into tmp_path/model, with `args` added."""
     output_dir = tmp_path / "model"
-    argv = [*QUICK, "--report_to", "none", "--output_dir", str(output_dir), "--cache_dir", str(tmp_path / "cache")]
-    metrics = training.run(*training.parse_args([*argv, *args]), callbacks=callbacks)
-    return metrics, output_dir
+    return [*QUICK, "--report_to", "none", "--output_dir", str(output_dir), "--cache_dir", str(tmp_path / "cache"), *args]
+
+
+def train(tmp_path, *args: str, callbacks=()) -> tuple[dict, str]:
+    metrics = training.run(*training.parse_args(quick_arguments(tmp_path, *args)), callbacks=callbacks)
+    return metrics, tmp_path / "model"
 
 
 class WeightsAtTrainBegin(TrainerCallback):
@@ -185,6 +189,18 @@ def test_task_trains_evaluates_and_saves(tmp_path, case):
         ((reported, by_hand),) = perplexity.checked
         assert reported == metrics["eval_perplexity"] == pytest.approx(by_hand, rel=1e-2 if "--bf16" in args else 1e-5)
     assert json.loads((folder / "eval_results.json").read_text()) == pytest.approx(metrics)
+    # The task's scores are those of the predictions saved beside them, scored against the validation references.
+    _, data_args, _ = training.parse_args(quick_arguments(tmp_path, "--train_file", str(make_file(tmp_path)), *args))
+    task = data_args.to_task()
+    if task.metrics:
+        raw = data.load_raw_datasets(data_args.to_source(), task, str(tmp_path / "cache"))
+        validation = task.examples(raw, data_args.sample_limits(), {})["validation"]
+        saved = json.loads((folder / "eval_predictions.json").read_text())
+        predictions = [saved[qid] for qid in validation["id"]] if isinstance(saved, dict) else saved
+        assert len(predictions) == len(validation)
+        rescored = evaluation.score_predictions(task.metrics, predictions, list(validation[task.references_column]))
+        scored = [name for name in metric_names if name != "perplexity"]
+        assert {name: rescored[name] for name in scored} == pytest.approx({n: metrics[f"eval_{n}"] for n in scored})
     assert json.loads((folder / "trainer_state.json").read_text())["global_step"] == 3
     assert (folder / "loss_curve.png").read_bytes().startswith(b"\x89PNG")
     assert "hf_tinylm" in (folder / "README.md").read_text()
