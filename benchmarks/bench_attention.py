@@ -21,7 +21,7 @@ from torch.nn import functional as F
 from transformers import LlamaForCausalLM
 
 from hf_tinylm import TinyAttentionConfig, TinyAttentionForCausalLM
-from hf_tinylm.convert import tiny_attention_to_llama
+from hf_tinylm.llama_conversion import tiny_attention_to_llama
 
 SECTION = "## Attention LM vs LlamaForCausalLM"
 

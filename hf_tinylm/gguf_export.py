@@ -33,6 +33,8 @@ from huggingface_hub import snapshot_download
 from transformers import AutoConfig, AutoTokenizer, LlamaForCausalLM
 
 from .configuration_tiny_attention import TinyAttentionConfig
+from .llama_conversion import check_convertible, check_same_logits, tiny_attention_to_llama
+from .modeling_tiny_attention import TinyAttentionForCausalLM
 from .task_formats import build_prompt, settings_from_config
 
 try:
@@ -62,11 +64,8 @@ def permute_for_llama_cpp(weight: np.ndarray, n_head: int) -> np.ndarray:
 
 def _load_llama(source_dir: Path) -> LlamaForCausalLM:
     """The model of an attention or Llama folder, as a Llama (whose weights are split as llama.cpp's are)."""
-    from .convert import _check_convertible, check_same_logits, tiny_attention_to_llama
-    from .modeling_tiny_attention import TinyAttentionForCausalLM
-
     model_type = AutoConfig.from_pretrained(source_dir).model_type
-    _check_convertible(str(source_dir), "llama" if model_type == "llama" else TinyAttentionConfig.model_type)
+    check_convertible(str(source_dir), "llama" if model_type == "llama" else TinyAttentionConfig.model_type)
     if model_type == "llama":
         return LlamaForCausalLM.from_pretrained(source_dir).eval()
     original = TinyAttentionForCausalLM.from_pretrained(source_dir).eval()

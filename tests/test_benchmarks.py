@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hf_tinylm import TinyAttentionConfig, TinyAttentionForCausalLM
-from hf_tinylm.convert import tiny_attention_to_llama
+from hf_tinylm.llama_conversion import tiny_attention_to_llama
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from bench_attention import BareDecoder, check_same_function  # noqa: E402

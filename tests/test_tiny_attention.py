@@ -12,7 +12,7 @@ from hf_tinylm import (
     TinyRNNForCausalLM,
     convert,
 )
-from hf_tinylm.convert import llama_to_tiny_attention, tiny_attention_to_llama
+from hf_tinylm.llama_conversion import llama_to_tiny_attention, tiny_attention_to_llama
 from tests.model_checks import VOCAB, CausalLMChecks, random_ids
 
 
