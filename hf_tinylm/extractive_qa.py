@@ -112,17 +112,20 @@ def best_answers(
         if handle_impossible_answer:
             score = (start[QA_NO_ANSWER_INDEX] * end[QA_NO_ANSWER_INDEX]).item()
             null_score = score if null_score is None else min(null_score, score)
-        positions = torch.arange(len(offsets))
-        length = positions[None, :] - positions[:, None]  # end - start, in tokens
-        spans = allowed[:, None] & allowed[None, :] & (length >= 0) & (length < max_answer_length)
+        # Row i holds the spans that start at token i and end at i, i + 1, ... i + width - 1: O(tokens x width).
+        width = min(max_answer_length, len(offsets))
+        firsts = torch.arange(len(offsets))[:, None]
+        lasts = firsts + torch.arange(width)[None, :]
+        spans = (lasts < len(offsets)) & allowed[:, None] & allowed[lasts.clamp(max=len(offsets) - 1)]
         candidates = spans.flatten().nonzero().squeeze(1)
-        scores, order = (start[:, None] * end[None, :]).flatten()[candidates].sort(descending=True)
+        scores = (start[:, None] * end[lasts.clamp(max=len(offsets) - 1)]).flatten()[candidates]
+        scores, order = scores.sort(descending=True, stable=True)  # ties: the earliest span first
         found = set()
         for index, score in zip(candidates[order].tolist(), scores.tolist()):
             if len(found) == top_k:
                 break
-            first, last = divmod(index, len(offsets))
-            span = (offsets[first][0], offsets[last][1])
+            first, length = divmod(index, width)
+            span = (offsets[first][0], offsets[first + length][1])
             if align_to_words:
                 span = _widen_to_words(context, *span)
             found.add(span)
