@@ -17,6 +17,7 @@ from pathlib import Path
 
 from transformers import Trainer, TrainingArguments
 
+from .model_building import TRAINED_TOKENIZER_FOLDER
 from .shipped import SHIPPED_MODULES
 from .tokenization import make_tokenizer_config_portable
 
@@ -106,7 +107,8 @@ def checkpoint_to_resume(training_args: TrainingArguments) -> str | None:
 @contextlib.contextmanager
 def output_dir_untouched_on_failure(output_dir: Path, is_main_process: bool):
     """A run that fails before training leaves `output_dir` as it found it: whatever it added there by then (the
-    trained tokenizer, log folders, the folder itself) is removed again."""
+    trained tokenizer's staging folder, log folders, the folder itself) is removed again; nothing it wrote there by
+    then replaced a file that was there."""
     existed = output_dir.is_dir()
     before = set(output_dir.iterdir()) if existed else set()
     try:
@@ -131,6 +133,7 @@ def save_final_folder(trainer: Trainer) -> None:
             (folder / name).unlink(missing_ok=True)
     trainer.save_model()
     if trainer.is_world_process_zero():
+        shutil.rmtree(folder / TRAINED_TOKENIZER_FOLDER, ignore_errors=True)  # saved with the model now
         (folder / "training_args.bin").unlink(missing_ok=True)
         (folder / "training_args.json").write_text(trainer.args.to_json_string() + "\n", encoding="utf-8")
         make_tokenizer_config_portable(folder)

@@ -8,6 +8,7 @@ does not import it back).
 import inspect
 import json
 import logging
+from pathlib import Path
 
 from transformers import AutoConfig, AutoTokenizer
 
@@ -19,6 +20,9 @@ from .tasks import Task
 from .tokenization import add_missing_special_tokens, train_tokenizer, vocabulary_fingerprint
 
 logger = logging.getLogger(__name__)
+
+# Where the main process leaves a tokenizer it trained for the other processes to load, until the final save.
+TRAINED_TOKENIZER_FOLDER = "trained_tokenizer"
 
 ARCHITECTURES = {"attention": TinyAttentionConfig, "rnn": TinyRNNConfig}
 # Starting points; --config_overrides changes any config field.
@@ -54,14 +58,17 @@ def load_or_train_tokenizer(model_args, task: Task, training_args, train_example
     source = checkpoint or model_args.tokenizer_name or model_args.model_name_or_path
     if source is not None:
         return AutoTokenizer.from_pretrained(source, cache_dir=model_args.cache_dir)
+    # Staged in a folder of its own, not over an earlier run's tokenizer files: a run that fails before training
+    # then leaves those as they were (`checkpoints.output_dir_untouched_on_failure` removes the new folder).
+    staged = Path(training_args.output_dir) / TRAINED_TOKENIZER_FOLDER
     with training_args.main_process_first(desc="training the tokenizer"):
         if training_args.local_process_index == 0:
             logger.info(f"Training a {model_args.tokenizer_type} tokenizer on the training data")
             texts = data.training_texts(train_examples, task.text_columns)
             tokenizer = train_tokenizer(texts, model_args.tokenizer_type, model_args.vocab_size)
-            tokenizer.save_pretrained(training_args.output_dir)
+            tokenizer.save_pretrained(staged)
         else:
-            tokenizer = AutoTokenizer.from_pretrained(training_args.output_dir)
+            tokenizer = AutoTokenizer.from_pretrained(staged)
     return tokenizer
 
 

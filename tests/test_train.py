@@ -203,6 +203,7 @@ def test_task_trains_evaluates_and_saves(tmp_path, case):
         assert {name: rescored[name] for name in scored} == pytest.approx({n: metrics[f"eval_{n}"] for n in scored})
     assert json.loads((folder / "trainer_state.json").read_text())["global_step"] == 3
     assert (folder / "loss_curve.png").read_bytes().startswith(b"\x89PNG")
+    assert not (folder / "trained_tokenizer").exists()  # the tokenizer's staging folder: saved with the model now
     assert "hf_tinylm" in (folder / "README.md").read_text()
 
     config = AutoConfig.from_pretrained(folder)
@@ -733,9 +734,10 @@ def test_meaningless_numbers_in_a_config_file_name_the_key_and_the_file(tmp_path
 @pytest.mark.parametrize("existing", [False, True])
 def test_a_run_that_fails_before_training_leaves_the_output_folder_as_it_was(tmp_path, monkeypatch, existing):
     output_dir = tmp_path / "model"
-    if existing:
+    if existing:  # an earlier run's folder, with a file of the name the new run's tokenizer gets
         output_dir.mkdir()
         (output_dir / "notes.txt").write_text("mine")
+        (output_dir / "tokenizer.json").write_text("an earlier run's")
     built = []
 
     def failing_features(*args, **kwargs):  # after the tokenizer is trained and saved, and the model is built
@@ -745,5 +747,9 @@ def test_a_run_that_fails_before_training_leaves_the_output_folder_as_it_was(tmp
     monkeypatch.setattr(LanguageModelling, "features", failing_features)
     with pytest.raises(RuntimeError, match="a data mistake"):
         train(tmp_path, "--tokenizer_type", "char", "--block_size", "32", "--max_train_samples", "50")
-    assert "tokenizer.json" in built[0]  # the run had written there
-    assert (sorted(path.name for path in output_dir.iterdir()) == ["notes.txt"]) if existing else not output_dir.exists()
+    assert "trained_tokenizer" in built[0]  # the run had written there
+    if existing:
+        assert sorted(path.name for path in output_dir.iterdir()) == ["notes.txt", "tokenizer.json"]
+        assert (output_dir / "tokenizer.json").read_text() == "an earlier run's"  # not replaced, not lost
+    else:
+        assert not output_dir.exists()
