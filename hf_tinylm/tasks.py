@@ -401,7 +401,8 @@ class ExtractiveQA(QuestionAnswering, Task):
         return type(examples)(
             {
                 split: data.extractive_qa_features(
-                    dataset, tokenizer, self.max_seq_length, self.doc_stride, split != "train", map_options
+                    # Loss features only: `predict` windows the examples itself, with the offsets it decodes from.
+                    dataset, tokenizer, self.max_seq_length, self.doc_stride, False, map_options
                 )
                 for split, dataset in examples.items()
             }
