@@ -6,8 +6,6 @@ Each module is a self-contained `evaluate` script; `load_metric("bleu")` is `eva
 import importlib.util
 from pathlib import Path
 
-import evaluate
-
 METRICS = ("perplexity", "bleu", "chrf", "rouge", "squad")
 # metric -> (module it imports, pip package): the optional `metrics` extra.
 EXTRA_PACKAGES = {
@@ -34,7 +32,11 @@ def check_installed(names) -> None:
         )
 
 
-def load_metric(name: str) -> evaluate.EvaluationModule:
+def load_metric(name: str):
+    """The `evaluate.EvaluationModule` of `name`. `evaluate` is imported here, when a score is computed: importing
+    it takes about a second (scipy, its evaluator suite), which every train.py start would otherwise pay."""
+    import evaluate
+
     if name not in METRICS:
         raise ValueError(f"Unknown metric {name!r}; hf_tinylm ships {', '.join(METRICS)}.")
     return evaluate.load(str(Path(__file__).with_name(f"{name}.py")))
