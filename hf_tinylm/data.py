@@ -6,6 +6,7 @@ against; features are what `Trainer` batches. Functions here take plain values, 
 a batched `datasets.map`, so it is cached, shows a progress bar and runs on `preprocessing_num_workers` processes.
 """
 
+import json
 import logging
 import math
 import re
@@ -132,6 +133,21 @@ def load_file(path: str, task, keep_linebreaks: bool = True, cache_dir: str | No
         if "corresponds to no data" in str(error):  # `datasets`' words for a file without rows (e.g. a header)
             raise ValueError(f"Data file {path} has no rows.") from error
         raise
+    except datasets.exceptions.DatasetGenerationError as error:  # says only "An error occurred while generating"
+        raise ValueError(f"Cannot read data file {path}: {_what_is_malformed(file, error)}") from error
+
+
+def _what_is_malformed(file: Path, error: Exception) -> str:
+    """The line of a JSON Lines file that is not JSON, else what the file's reader said."""
+    if file.suffix == ".jsonl":
+        with file.open(encoding="utf-8") as f:
+            for line_number, line in enumerate(f, 1):
+                try:
+                    if line.strip():
+                        json.loads(line.rstrip("\n"))
+                except json.JSONDecodeError as bad:
+                    return f"line {line_number} is not valid JSON ({bad.msg}, column {bad.colno}); each line holds one row."
+    return f"{error.__cause__ or error}".strip()
 
 
 def _check_utf8(file: Path) -> None:
