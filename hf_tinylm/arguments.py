@@ -285,6 +285,27 @@ class TinyLMTrainingArguments(TrainingArguments):
             "loss), and end with the best checkpoint's weights."
         },
     )
+    hidden_optimizer: str = field(
+        default="adamw",
+        metadata={
+            "help": "Optimizer of the weight matrices inside the layers: 'adamw', as for the rest, or 'muon' "
+            "(torch.optim.Muon, scaled to AdamW's update size so --learning_rate and the schedule apply as they are; "
+            "embeddings, head, norms and biases stay with AdamW).",
+            "choices": ["adamw", "muon"],
+        },
+    )
+    muon_learning_rate: float | None = field(
+        default=None,
+        metadata={"help": "Peak learning rate of Muon with --hidden_optimizer muon (default: --learning_rate)."},
+    )
+    eval_samples_during_training: int | None = field(
+        default=None,
+        metadata={
+            "help": "Evaluate during training on a fixed random sample of this many validation samples (for lm, "
+            "blocks), chosen once with --seed, and on the whole validation split only at the end: frequent "
+            "evaluations for curves, early stopping or the best checkpoint then cost little."
+        },
+    )
 
     max_train_seconds: float | None = field(
         default=None,
@@ -381,7 +402,9 @@ def _check_new_model_settings(model_args: ModelArguments, data_args: DataArgumen
         new_model_config(model_args, task, vocab_size=model_args.vocab_size)
     except ValueError as error:
         overridden = f" with --config_overrides {model_args.config_overrides}" if overrides else ""
-        raise ValueError(f"--model_size {model_args.model_size}{overridden} describes no buildable model: {error}") from None
+        raise ValueError(
+            f"--model_size {model_args.model_size}{overridden} describes no buildable model: {error}"
+        ) from None
 
 
 # What each numeric argument must be; `max_steps` is -1 (the default: no limit) or positive; any float must be finite.
@@ -410,6 +433,7 @@ _NUMBER_RANGES = {
             "gradient_accumulation_steps",
             "save_total_limit",
             "early_stopping_patience",
+            "eval_samples_during_training",
             "num_train_epochs",
             "logging_steps",
             "eval_steps",
@@ -420,7 +444,15 @@ _NUMBER_RANGES = {
         "positive",
     ),
     **dict.fromkeys(
-        ("learning_rate", "weight_decay", "warmup_steps", "max_grad_norm", "doc_stride", "dataloader_num_workers"),
+        (
+            "learning_rate",
+            "muon_learning_rate",
+            "weight_decay",
+            "warmup_steps",
+            "max_grad_norm",
+            "doc_stride",
+            "dataloader_num_workers",
+        ),
         "non-negative",
     ),
     **dict.fromkeys(("label_smoothing_factor", "adam_beta1", "adam_beta2"), "fraction"),

@@ -31,6 +31,7 @@ from .checkpoints import checkpoint_to_resume, output_dir_untouched_on_failure, 
 from .hub import check_and_upload
 from .metrics import check_installed as check_metrics_installed
 from .model_building import build_model, fit_task_to_context, load_or_train_tokenizer
+from .optimization import MuonForHiddenMatrices, hidden_matrices
 from .reporting import data_name, report_run
 from .tasks import Task
 from .tinylm_common import context_limit
@@ -50,12 +51,15 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tin
     training_args.output_dir = _fill_output_dir(training_args.output_dir, model_args, data_args, task)
     checkpoint = checkpoint_to_resume(training_args)
     with output_dir_untouched_on_failure(Path(training_args.output_dir), training_args.should_save):
-        trainer, task, tokenizer, examples, upload = _prepare_trainer(
+        trainer, task, tokenizer, examples, features, upload = _prepare_trainer(
             model_args, data_args, task, training_args, callbacks, checkpoint
         )
     train_metrics = _train(trainer, checkpoint)
     _save(trainer, train_metrics)
-    metrics = _evaluate(trainer, task, tokenizer, examples) if "validation" in examples else {}
+    metrics = {}
+    if "validation" in examples:
+        trainer.eval_dataset = features["validation"]  # the whole split, whatever was evaluated during training
+        metrics = _evaluate(trainer, task, tokenizer, examples)
     if trainer.is_world_process_zero():
         report_run(trainer, task, tokenizer, model_args, data_args, metrics)
         if upload:
@@ -99,7 +103,7 @@ def _upload(training_args: TinyLMTrainingArguments) -> None:
 
 def _prepare_trainer(model_args, data_args, task: Task, training_args, callbacks, checkpoint):
     """Everything before the first step: checks, data, tokenizer, model, features, and the Trainer; also the task,
-    with its lengths fitted to a saved model's context."""
+    with its lengths fitted to a saved model's context, and the features."""
     set_seed(training_args.seed)
     check_metrics_installed(task.metrics)
     _check_hub_access(training_args)
@@ -133,14 +137,23 @@ def _prepare_trainer(model_args, data_args, task: Task, training_args, callbacks
         model=model,
         args=training_args,
         train_dataset=features["train"],
-        eval_dataset=features.get("validation"),
+        eval_dataset=_evaluated_during_training(features.get("validation"), training_args),
         processing_class=tokenizer,
         data_collator=task.collator(tokenizer),
         callbacks=callbacks,
         compute_loss_func=_label_smoothed_causal_loss(training_args.label_smoothing_factor, task),
         **task.trainer_metrics(),
     )
-    return trainer, task, tokenizer, examples, upload
+    return trainer, task, tokenizer, examples, features, upload
+
+
+def _evaluated_during_training(validation, training_args):
+    """The validation features the evaluations during training read: all, or --eval_samples_during_training of them
+    picked once with the run's seed (the same every evaluation, so the curve compares like with like)."""
+    sample_size = training_args.eval_samples_during_training
+    if validation is None or sample_size is None or sample_size >= len(validation):
+        return validation
+    return validation.shuffle(seed=training_args.seed).select(range(sample_size))
 
 
 class TinyLMTrainer(Trainer):
@@ -156,6 +169,28 @@ class TinyLMTrainer(Trainer):
             optimizer or self.optimizer, lambda step: self._time_budget().rate_scale(self.args, step)
         )
         return self.lr_scheduler
+
+    def create_optimizer(self, model=None):
+        """With --hidden_optimizer muon: Muon for the layers' weight matrices, and `--optim`'s optimizer (AdamW by
+        default), with Trainer's weight-decay groups, for the other parameters."""
+        if self.optimizer is not None or self.args.hidden_optimizer != "muon":
+            return super().create_optimizer(model)
+        model = model or self.model
+        hidden, decay = set(hidden_matrices(model)), set(self.get_decay_parameter_names(model))
+        trained = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+        others = [(name, p) for name, p in trained if name not in hidden]
+        groups = [
+            {"params": [p for name, p in others if name in decay], "weight_decay": self.args.weight_decay},
+            {"params": [p for name, p in others if name not in decay], "weight_decay": 0.0},
+        ]
+        optimizer_cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+        self.optimizer = MuonForHiddenMatrices(
+            [p for name, p in trained if name in hidden],
+            optimizer_cls(groups, **kwargs),
+            lr=self.args.muon_learning_rate or self.args.learning_rate,
+            weight_decay=self.args.weight_decay,
+        )
+        return self.optimizer
 
     def _time_budget(self) -> TimeBudgetCallback | None:
         return next((cb for cb in self.callback_handler.callbacks if isinstance(cb, TimeBudgetCallback)), None)

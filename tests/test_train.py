@@ -565,9 +565,14 @@ class Crash(TrainerCallback):
             raise KeyboardInterrupt
 
 
-def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
+# With Muon the checkpoint holds two optimizers' states, and the schedule must reach both again after loading them.
+@pytest.mark.parametrize("hidden_optimizer", ["adamw", "muon"])
+def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, hidden_optimizer):
     text = str(training_data.shakespeare_txt(tmp_path))
-    resumable = ["--train_file", text, "--block_size", "32", "--max_steps", "6", "--save_strategy", "steps", "--save_steps", "2"]  # fmt: skip
+    resumable = [
+        "--train_file", text, "--block_size", "32", "--max_steps", "6", "--save_strategy", "steps", "--save_steps", "2",
+        "--hidden_optimizer", hidden_optimizer,
+    ]  # fmt: skip
     args = [*QUICK, *resumable, "--report_to", "none", "--cache_dir", str(tmp_path / "cache")]
     training.main([*args, "--output_dir", str(tmp_path / "uninterrupted")])
     interrupted = str(tmp_path / "interrupted")
@@ -583,6 +588,33 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     resumed = AutoModelForCausalLM.from_pretrained(interrupted).state_dict()
     for name, tensor in expected.items():
         torch.testing.assert_close(resumed[name], tensor, msg=name)
+
+
+class EvaluatedSamples(TrainerCallback):
+    """Records, at each evaluation, the step and the validation samples (their token ids) it read."""
+
+    def __init__(self):
+        self.evaluations = []
+
+    def on_evaluate(self, args, state, control, eval_dataloader=None, **kwargs):
+        self.evaluations.append((state.global_step, [tuple(ids) for ids in eval_dataloader.dataset["input_ids"]]))
+
+
+def test_evaluations_during_training_read_one_fixed_sample_and_the_final_one_the_whole_split(tmp_path):
+    recorded = EvaluatedSamples()
+    text = str(training_data.shakespeare_txt(tmp_path))
+    args = ["--train_file", text, "--block_size", "32", "--max_steps", "4", "--eval_strategy", "steps"]
+    metrics, _ = train(
+        tmp_path, *args, "--eval_steps", "2", "--max_eval_samples", "12", "--eval_samples_during_training", "5",
+        callbacks=[recorded],
+    )  # fmt: skip
+    (step_a, sample), (step_b, again), (step_c, everything) = recorded.evaluations
+    assert (step_a, step_b, step_c) == (2, 4, 4)  # two during training, then the final evaluation
+    assert len(sample) == 5 and again == sample and len(everything) == 12 and set(sample) < set(everything)
+    assert sample != everything[:5]  # a random sample, not the first blocks
+    # The final evaluation is that of the whole split, as without the option.
+    plain, _ = train(tmp_path / "plain", *args, "--eval_steps", "2", "--max_eval_samples", "12")
+    assert metrics["eval_loss"] == pytest.approx(plain["eval_loss"], abs=1e-6)
 
 
 def test_a_resumed_run_keeps_the_time_budget_it_had_spent(tmp_path, monkeypatch):
