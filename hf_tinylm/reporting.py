@@ -85,6 +85,11 @@ def reported_hyperparameters(args, state, task: Task, model_args: ModelArguments
         "weight decay": args.weight_decay,
         "seed": args.seed,
     }
+    if args.hidden_optimizer == "muon":
+        reported["optimizer"] = (
+            f"Muon for the layers' weight matrices (learning rate {args.muon_learning_rate or args.learning_rate}), "
+            f"{args.optim.value} for the rest"
+        )
     if args.max_train_seconds:
         warmup = f"{args.warmup_steps:.0%} of it" if args.warmup_steps < 1 else f"{args.warmup_steps:g} steps"
         reported["schedule"] = f"{args.lr_scheduler_type.value} over the time budget, warmup {warmup}"

@@ -123,3 +123,5 @@ def test_train_py_with_muon_follows_its_schedule_in_both_optimizers(tmp_path):
     assert all(len(rates) == 1 for rates in used)  # Muon and AdamW used one rate at each step...
     assert [rates.pop() for rates in used] == [scheduled[0] for _, scheduled in recorded.rates]  # ...the schedule's
     assert len({scheduled[0] for _, scheduled in recorded.rates}) == 5  # which changed at every step
+    card = (tmp_path / "model" / "README.md").read_text()
+    assert "Muon for the layers' weight matrices (learning rate 0.002), adamw_torch_fused for the rest" in card
