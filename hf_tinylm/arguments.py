@@ -290,7 +290,7 @@ class TinyLMTrainingArguments(TrainingArguments):
         metadata={
             "help": "Optimizer of the weight matrices inside the layers: 'adamw', as for the rest, or 'muon' "
             "(torch.optim.Muon, scaled to AdamW's update size so --learning_rate and the schedule apply as they are; "
-            "embeddings, head, norms and biases stay with AdamW).",
+            "embeddings, head, norms and biases stay with --optim's AdamW).",
             "choices": ["adamw", "muon"],
         },
     )
@@ -341,7 +341,39 @@ class TinyLMTrainingArguments(TrainingArguments):
         if metric and self.greater_is_better is None:
             # Both are lower-is-better; transformers assumes higher is better for anything not named *loss.
             self.greater_is_better = False
+        if self.eval_samples_during_training is not None:
+            if self.eval_strategy == "no":
+                raise ValueError(
+                    "--eval_samples_during_training needs evaluations: set --eval_strategy steps or epoch."
+                )
+            if self.dataloader_persistent_workers:
+                # Trainer keeps one persistent evaluation loader, which the final evaluation would reuse: the sample.
+                raise ValueError(
+                    "--eval_samples_during_training cannot be combined with --dataloader_persistent_workers."
+                )
         super().__post_init__()
+        self._check_hidden_optimizer()
+
+    def _check_hidden_optimizer(self) -> None:
+        """Muon is paired with AdamW on one process or DDP; refuse what the pair cannot run (a YAML file bypasses
+        the flag's choices)."""
+        if self.hidden_optimizer not in ("adamw", "muon"):
+            raise ValueError(f"--hidden_optimizer must be 'adamw' or 'muon', got {self.hidden_optimizer!r}.")
+        if self.hidden_optimizer == "adamw":
+            if self.muon_learning_rate is not None:
+                raise ValueError("--muon_learning_rate sets Muon's rate: add --hidden_optimizer muon, or drop it.")
+            return
+        if not hasattr(torch.optim, "Muon"):
+            raise ValueError(
+                f"--hidden_optimizer muon needs torch.optim.Muon (torch 2.9 or newer); this is {torch.__version__}."
+            )
+        if not self.optim.value.startswith("adamw_torch"):
+            raise ValueError(
+                f"--hidden_optimizer muon pairs Muon with AdamW (--optim adamw_torch or adamw_torch_fused), not "
+                f"--optim {self.optim.value}."
+            )
+        if self.deepspeed or self.fsdp:
+            raise ValueError("--hidden_optimizer muon needs whole weight matrices: DeepSpeed and FSDP shard them.")
 
 
 def parse_args(argv: list[str] | None = None):
@@ -434,6 +466,7 @@ _NUMBER_RANGES = {
             "save_total_limit",
             "early_stopping_patience",
             "eval_samples_during_training",
+            "muon_learning_rate",
             "num_train_epochs",
             "logging_steps",
             "eval_steps",
@@ -446,7 +479,6 @@ _NUMBER_RANGES = {
     **dict.fromkeys(
         (
             "learning_rate",
-            "muon_learning_rate",
             "weight_decay",
             "warmup_steps",
             "max_grad_norm",

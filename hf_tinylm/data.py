@@ -146,7 +146,10 @@ def _what_is_malformed(file: Path, error: Exception) -> str:
                     if line.strip():
                         json.loads(line.rstrip("\n"))
                 except json.JSONDecodeError as bad:
-                    return f"line {line_number} is not valid JSON ({bad.msg}, column {bad.colno}); each line holds one row."
+                    return (
+                        f"line {line_number} is not valid JSON ({bad.msg}, column {bad.colno}); each line holds one "
+                        "row."
+                    )
     return f"{error.__cause__ or error}".strip()
 
 

@@ -7,12 +7,24 @@ the embeddings, the output head, norms and biases keep AdamW. With `adjust_lr_fn
 have AdamW's size, so one learning rate and one schedule serve both.
 """
 
+import re
+
 import torch
+
+IN_A_LAYER = re.compile(r"(^|\.)layers\.\d+\.")
 
 
 def hidden_matrices(model: torch.nn.Module) -> list[str]:
-    """Names of the trained 2-D weights inside the model's layers (`....layers.N....`): what Muon trains."""
-    return [name for name, p in model.named_parameters() if p.requires_grad and p.ndim == 2 and ".layers." in name]
+    """Names of the trained 2-D weights inside the model's layers (`layers.N....`): what Muon trains."""
+    names = [
+        name for name, p in model.named_parameters() if p.requires_grad and p.ndim == 2 and IN_A_LAYER.search(name)
+    ]
+    if not names:
+        raise ValueError(
+            f"--hidden_optimizer muon found no trained weight matrix inside {type(model).__name__}'s layers "
+            "(`layers.N.`): train with the default --hidden_optimizer adamw."
+        )
+    return names
 
 
 class MuonForHiddenMatrices(torch.optim.Optimizer):
@@ -22,16 +34,20 @@ class MuonForHiddenMatrices(torch.optim.Optimizer):
 
     def __init__(self, matrices: list, others: torch.optim.Optimizer, lr: float, weight_decay: float):
         muon = torch.optim.Muon(matrices, lr=lr, weight_decay=weight_decay, adjust_lr_fn="match_rms_adamw")
-        self.optimizers = {"muon": muon, "others": others}
+        # The other optimizer first: schedules that read `defaults["lr"]`, and Trainer's logged learning rate (the
+        # first group's), are then --learning_rate's.
+        self.optimizers = {"others": others, "muon": muon}
         # The same group dicts as the two optimizers', so that a schedule's `lr` reaches them.
-        super().__init__(self._groups(), {})
+        super().__init__(self._groups(), dict(others.defaults))
 
     def _groups(self) -> list[dict]:
         return [group for optimizer in self.optimizers.values() for group in optimizer.param_groups]
 
-    @torch.no_grad()
     def step(self, closure=None):
-        loss = closure() if closure is not None else None
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
         for optimizer in self.optimizers.values():
             optimizer.step()
         return loss

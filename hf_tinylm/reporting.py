@@ -87,8 +87,13 @@ def reported_hyperparameters(args, state, task: Task, model_args: ModelArguments
     }
     if args.hidden_optimizer == "muon":
         reported["optimizer"] = (
-            f"Muon for the layers' weight matrices (learning rate {args.muon_learning_rate or args.learning_rate}), "
+            f"Muon for the layers' weight matrices (learning rate "
+            f"{args.learning_rate if args.muon_learning_rate is None else args.muon_learning_rate}), "
             f"{args.optim.value} for the rest"
+        )
+    if args.eval_samples_during_training is not None:
+        reported["evaluations during training"] = (
+            f"a fixed random sample of {args.eval_samples_during_training} validation samples"
         )
     if args.max_train_seconds:
         warmup = f"{args.warmup_steps:.0%} of it" if args.warmup_steps < 1 else f"{args.warmup_steps:g} steps"

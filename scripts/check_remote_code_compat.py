@@ -281,7 +281,7 @@ def compare(results: dict, reference: dict) -> dict:
     }
 
 
-def write_report(rows: dict[str, dict]) -> None:
+def write_report(rows: dict[str, dict], not_installable: dict[str, str]) -> None:
     passing = [
         version
         for version, results in rows.items()
@@ -310,6 +310,11 @@ def write_report(rows: dict[str, dict]) -> None:
         f"**Oldest supported release: transformers {MIN_TRANSFORMERS_VERSION}** (declared in every model card and in",
         "`pyproject.toml`). On an older release a folder fails at load with one sentence naming that minimum.",
         f"Releases where every check passed: {', '.join(passing) or 'none'}.",
+        *(
+            [f"Not checked, because pip could not install them here: {', '.join(not_installable)}."]
+            if not_installable
+            else []
+        ),
         "",
         "| transformers | family | " + " | ".join(CHECKS) + " |",
         "| --- | --- |" + " --- |" * len(CHECKS),
@@ -337,12 +342,18 @@ def main() -> None:
         workdir = Path(tmp)
         save_folders(workdir / "folders")
         reference = run_checks(sys.executable, workdir / "folders", workdir)
-        rows = {}
+        rows, not_installable = {}, {}
         for version in versions:
             print(f"transformers {version} ...", flush=True)
-            rows[version] = compare(run_checks(make_environment(version), workdir / "folders", workdir), reference)
+            try:
+                python = make_environment(version)
+            except subprocess.CalledProcessError as error:  # e.g. a dependency the package index lacks
+                print(f"transformers {version} could not be installed ({error}); not checked", flush=True)
+                not_installable[version] = str(error)
+                continue
+            rows[version] = compare(run_checks(python, workdir / "folders", workdir), reference)
             print(json.dumps(rows[version], ensure_ascii=False, indent=1), flush=True)
-    write_report(rows)
+    write_report(rows, not_installable)
     print(f"wrote {REPORT}")
 
 

@@ -6,7 +6,7 @@ import copy
 import pytest
 import torch
 from torch.optim.lr_scheduler import LambdaLR
-from transformers import TrainerCallback
+from transformers import TrainerCallback, get_scheduler
 
 from hf_tinylm import TinyAttentionConfig, TinyAttentionForCausalLM, TinyRNNConfig, TinyRNNForCausalLM, training
 from hf_tinylm.optimization import MuonForHiddenMatrices, hidden_matrices
@@ -59,6 +59,25 @@ def test_muon_trains_the_layers_matrices_and_adamw_the_rest_as_the_torch_optimiz
     for name, parameter in model.named_parameters():
         torch.testing.assert_close(parameter, reference_named[name], rtol=0, atol=0, msg=name)
     assert not torch.equal(model.model.embed_tokens.weight, tiny_model(arch).model.embed_tokens.weight)
+
+
+def test_schedules_that_read_the_optimizers_defaults_and_a_closure_work():
+    model = tiny_model("rnn")
+    named = dict(model.named_parameters())
+    hidden = hidden_matrices(model)
+    others = torch.optim.AdamW([p for name, p in named.items() if name not in hidden], lr=0.01)
+    optimizer = MuonForHiddenMatrices([named[name] for name in hidden], others, lr=0.02, weight_decay=0.0)
+    schedule = get_scheduler("polynomial", optimizer, num_warmup_steps=0, num_training_steps=4)  # reads defaults
+    assert optimizer.step(lambda: loss_of(model).backward() or torch.tensor(1.0)).item() == 1.0  # closure gets grads
+    schedule.step()
+    # The logged rate (the first group's) is --learning_rate's schedule, Muon's follows its own peak.
+    assert schedule.get_last_lr()[0] == pytest.approx(0.01 * 0.75 + 1e-7 * 0.25)
+    assert optimizer.optimizers["muon"].param_groups[0]["lr"] == pytest.approx(0.02 * 0.75 + 1e-7 * 0.25, rel=1e-3)
+
+
+def test_a_model_without_layers_is_refused_by_name():
+    with pytest.raises(ValueError, match="found no trained weight matrix inside Linear's layers"):
+        hidden_matrices(torch.nn.Linear(4, 4))
 
 
 def test_a_schedule_reaches_both_optimizers_also_after_loading_a_checkpoint():

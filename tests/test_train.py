@@ -463,6 +463,11 @@ def test_label_smoothing_shifts_the_targets_of_causal_models():
         (["--sample_prompt", " "], "--sample_prompt must not be empty"),
         (["--cell", "gru"], "--cell chooses the recurrent cell of --arch rnn; this run is --arch attention"),
         (["--dataset_name", "wmt16", "--validation_file", "v.jsonl"], "with --dataset_name, name the split"),
+        (["--eval_samples_during_training", "8", "--eval_strategy", "no"], "needs evaluations"),
+        (["--eval_samples_during_training", "8", "--dataloader_persistent_workers", "true"], "persistent_workers"),
+        (["--muon_learning_rate", "0.01"], "add --hidden_optimizer muon"),
+        (["--hidden_optimizer", "muon", "--optim", "adafactor"], "pairs Muon with AdamW"),
+        (["--hidden_optimizer", "muon", "--muon_learning_rate", "0"], "--muon_learning_rate must be"),
     ],
 )
 def test_arguments_that_cannot_work_are_refused_when_parsed(args, message):
