@@ -13,6 +13,7 @@ step, and the translation pipeline fed a list in batches instead of one sentence
 """
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -52,13 +53,11 @@ def compiled_generation_at(args, hidden_size: int, layers: int, vocab_size: int)
         vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=layers, num_attention_heads=args.heads,
         num_key_value_heads=args.heads, max_position_embeddings=1024,
     )  # fmt: skip
-    model = TinyAttentionForCausalLM(config).eval()
+    eager = TinyAttentionForCausalLM(config).eval()
     prompt = torch.randint(0, vocab_size, (1, args.prompt_tokens))
     greedy = {"max_new_tokens": args.new_tokens, "min_new_tokens": args.new_tokens, "do_sample": False}
 
-    eager = TinyAttentionForCausalLM(config).eval()
-    eager.load_state_dict(model.state_dict())
-    compiled = model
+    compiled = copy.deepcopy(eager)
     compiled.forward = torch.compile(compiled.forward, dynamic=False)
     started = time.perf_counter()
     with torch.no_grad():
@@ -82,7 +81,7 @@ def compiled_generation_at(args, hidden_size: int, layers: int, vocab_size: int)
             "cpu",
         )
     ms = {name: s / args.new_tokens * 1e3 for name, s in seconds.items()}
-    params = sum(p.numel() for p in model.parameters()) / 1e6
+    params = sum(p.numel() for p in eager.parameters()) / 1e6
     return [
         f"**(a) Attention LM, batch-1 greedy `generate()`** ({params:.2f}M parameters: {layers} layers, width "
         f"{hidden_size}, vocab {vocab_size}; prompt {args.prompt_tokens} + {args.new_tokens} tokens, same "

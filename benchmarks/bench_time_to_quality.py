@@ -180,9 +180,9 @@ def run_train_py(argv: list[str], clock_start: float, out: Path) -> None:
             events.append(_event(clock_start, state.global_step, metrics["eval_loss"]))
 
     metrics = run(*parse_args(argv), callbacks=[Clock()])
-    seconds = events[-1][0]  # the final evaluation (the whole validation split) ends the run the user waits for
-    # The final evaluation is train.py's last event; the ones before it are the evaluations during training.
-    _write(out, events[:-1], seconds, metrics["eval_loss"])
+    # The last event is the final evaluation (the whole split), which ends the run the user waits for; the ones
+    # before it are the evaluations during training.
+    _write(out, events[:-1], events[-1][0], metrics["eval_loss"])
 
 
 def _event(clock_start: float, step: int, loss: float) -> tuple:

@@ -374,6 +374,8 @@ class TinyLMTrainingArguments(TrainingArguments):
             )
         if self.deepspeed or self.fsdp:
             raise ValueError("--hidden_optimizer muon needs whole weight matrices: DeepSpeed and FSDP shard them.")
+        if self.muon_learning_rate is None:
+            self.muon_learning_rate = self.learning_rate
 
 
 def parse_args(argv: list[str] | None = None):
@@ -434,9 +436,7 @@ def _check_new_model_settings(model_args: ModelArguments, data_args: DataArgumen
         new_model_config(model_args, task, vocab_size=model_args.vocab_size)
     except ValueError as error:
         overridden = f" with --config_overrides {model_args.config_overrides}" if overrides else ""
-        raise ValueError(
-            f"--model_size {model_args.model_size}{overridden} describes no buildable model: {error}"
-        ) from None
+        raise ValueError(f"--model_size {model_args.model_size}{overridden} describes no buildable model: {error}") from None
 
 
 # What each numeric argument must be; `max_steps` is -1 (the default: no limit) or positive; any float must be finite.
@@ -477,14 +477,7 @@ _NUMBER_RANGES = {
         "positive",
     ),
     **dict.fromkeys(
-        (
-            "learning_rate",
-            "weight_decay",
-            "warmup_steps",
-            "max_grad_norm",
-            "doc_stride",
-            "dataloader_num_workers",
-        ),
+        ("learning_rate", "weight_decay", "warmup_steps", "max_grad_norm", "doc_stride", "dataloader_num_workers"),
         "non-negative",
     ),
     **dict.fromkeys(("label_smoothing_factor", "adam_beta1", "adam_beta2"), "fraction"),

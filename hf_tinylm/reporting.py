@@ -87,9 +87,8 @@ def reported_hyperparameters(args, state, task: Task, model_args: ModelArguments
     }
     if args.hidden_optimizer == "muon":
         reported["optimizer"] = (
-            f"Muon for the layers' weight matrices (learning rate "
-            f"{args.learning_rate if args.muon_learning_rate is None else args.muon_learning_rate}), "
-            f"{args.optim.value} for the rest"
+            f"Muon for the layers' weight matrices (learning rate {args.muon_learning_rate}), {args.optim.value} for "
+            "the rest"
         )
     if args.eval_samples_during_training is not None:
         reported["evaluations during training"] = (

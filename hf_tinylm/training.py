@@ -187,7 +187,7 @@ class TinyLMTrainer(Trainer):
         self.optimizer = MuonForHiddenMatrices(
             [p for name, p in trained if name in hidden],
             optimizer_cls(groups, **kwargs),
-            lr=self.args.learning_rate if self.args.muon_learning_rate is None else self.args.muon_learning_rate,
+            lr=self.args.muon_learning_rate,
             weight_decay=self.args.weight_decay,
         )
         return self.optimizer

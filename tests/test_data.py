@@ -84,9 +84,7 @@ def test_translation_from_a_hub_style_translation_feature(tmp_path):
     args = DataArguments(task="translation", source_lang="en", target_lang="de")
     examples = args.to_task().examples(raw, {}, {})
     assert examples["train"][0] == {"source": pairs[0][0], "references": [pairs[0][1]]}
-    with pytest.raises(
-        ValueError, match=r"--target_lang 'fr' is not in the 'translation' column; it has \['de', 'en'\]"
-    ):
+    with pytest.raises(ValueError, match=r"--target_lang 'fr' is not in the 'translation' column; it has \['de', 'en'\]"):
         DataArguments(task="translation", source_lang="en", target_lang="fr").to_task().examples(raw, {}, {})
 
 
@@ -319,10 +317,7 @@ def test_answer_not_in_its_context(tmp_path):
 def test_a_data_file_that_is_not_utf8_is_named_with_the_place_of_the_problem(tmp_path):
     from hf_tinylm import training
 
-    for name, content in (
-        ("latin.txt", b"first line\ncaf\xe9 au lait\n"),
-        ("latin.jsonl", b'{"text": "\xe9t\xe9"}\n'),
-    ):
+    for name, content in (("latin.txt", b"first line\ncaf\xe9 au lait\n"), ("latin.jsonl", b'{"text": "\xe9t\xe9"}\n')):
         path = tmp_path / name
         path.write_bytes(content)
         line = 2 if name.endswith(".txt") else 1
