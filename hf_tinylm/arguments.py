@@ -3,6 +3,7 @@ across them that fail a run before any work.
 """
 
 import dataclasses
+import difflib
 import json
 import logging
 import math
@@ -385,13 +386,15 @@ def parse_args(argv: list[str] | None = None):
         description="Train an hf_tinylm model. Without arguments: a small attention LM on the CPython docs.",
     )
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        parsed, given = parser.parse_json_file(argv[0]), set(json.loads(Path(argv[0]).read_text()))
-        typed_names = {name: f"`{name}` in {argv[0]}" for name in given}
-    elif len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
-        parsed, given = parser.parse_yaml_file(argv[0]), set(yaml.safe_load(Path(argv[0]).read_text()))
+    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
+        text = Path(argv[0]).read_text(encoding="utf-8")
+        values = json.loads(text) if argv[0].endswith(".json") else yaml.safe_load(text)
+        _refuse_unknown(parser, {f"`{key}`": key for key in values}, f" in {argv[0]}")
+        parsed, given = parser.parse_dict(values), set(values)
         typed_names = {name: f"`{name}` in {argv[0]}" for name in given}
     else:
+        flags = [arg.split("=", 1)[0] for arg in argv if arg.startswith("--")]
+        _refuse_unknown(parser, {flag: _dest(flag) for flag in flags})
         parsed = parser.parse_args_into_dataclasses(args=argv)
         typed_names = {
             arg[2:].split("=", 1)[0].replace("-", "_"): arg.split("=", 1)[0] for arg in argv if arg.startswith("--")
@@ -414,6 +417,27 @@ def parse_args(argv: list[str] | None = None):
     _continue_the_saved_task(model_args, data_args, given)
     _check_new_model_settings(model_args, data_args)
     return parsed
+
+
+def _dest(flag: str) -> str:
+    """The name a flag is known by, however it is spelt: "--max-steps" and "--max_steps" are `max_steps`."""
+    return flag[2:].replace("-", "_")
+
+
+def _refuse_unknown(parser: HfArgumentParser, names: dict[str, str], where: str = "") -> None:
+    """An argument train.py does not have is named, with the nearest ones it has, before anything is parsed
+    (transformers' parser would only list what it left over). `names`: each argument as given -> its `_dest` form."""
+    known = {_dest(flag) for action in parser._actions for flag in action.option_strings if flag.startswith("--")}
+    unknown = [name for name, key in names.items() if key not in known]
+    if not unknown:
+        return
+    hints = []
+    for name in unknown:
+        near = difflib.get_close_matches(names[name], known, n=3)
+        hints.append(f"{name} (did you mean {' or '.join('--' + n for n in near)}?)" if near else name)
+    raise ValueError(
+        f"train.py has no argument {', '.join(hints)}{where}; `python train.py --help` lists them all."
+    )
 
 
 def _check_new_model_settings(model_args: ModelArguments, data_args: DataArguments) -> None:

@@ -123,17 +123,34 @@ def output_dir_untouched_on_failure(output_dir: Path, is_main_process: bool):
         raise
 
 
+# What a finished run adds beside the model after saving it: an earlier run's copies describe another model.
+_REPORTS = ("README.md", "loss_curve.png", "train_results.json", "eval_results.json", "all_results.json")
+_STAGING = ".final-save-in-progress"
+
+
 def save_final_folder(trainer: Trainer) -> None:
     """Save the trained model as a Hub-ready folder: only the code its own model needs (a folder reused from a run
     of the other family would keep that family's files), no pickle (Trainer's `training_args.bin`; the arguments go
-    to `training_args.json`), and a tokenizer config every supported transformers release reads."""
+    to `training_args.json`), and a tokenizer config every supported transformers release reads.
+
+    The model is saved into a staging folder first and then moved in, `config.json` last, after the earlier run's
+    config and reports are gone: a kill at any moment leaves either the earlier model whole, a folder without a
+    config (which every loader refuses), or the new model whole, never one model's config beside another's weights.
+    """
     folder = Path(trainer.args.output_dir)
-    if trainer.is_world_process_zero() and folder.is_dir():
-        for name in SHIPPED_MODULES:
-            (folder / name).unlink(missing_ok=True)
-    trainer.save_model()
+    staging = folder / _STAGING
     if trainer.is_world_process_zero():
-        shutil.rmtree(folder / TRAINED_TOKENIZER_FOLDER, ignore_errors=True)  # saved with the model now
-        (folder / "training_args.bin").unlink(missing_ok=True)
-        (folder / "training_args.json").write_text(trainer.args.to_json_string() + "\n", encoding="utf-8")
-        make_tokenizer_config_portable(folder)
+        shutil.rmtree(staging, ignore_errors=True)
+    trainer.save_model(str(staging))
+    if not trainer.is_world_process_zero():
+        return
+    (staging / "training_args.bin").unlink(missing_ok=True)
+    (staging / "training_args.json").write_text(trainer.args.to_json_string() + "\n", encoding="utf-8")
+    make_tokenizer_config_portable(staging)
+    (folder / "config.json").unlink(missing_ok=True)
+    for name in (*SHIPPED_MODULES, *_REPORTS):
+        (folder / name).unlink(missing_ok=True)
+    shutil.rmtree(folder / TRAINED_TOKENIZER_FOLDER, ignore_errors=True)  # saved with the model now
+    for path in sorted(staging.iterdir(), key=lambda path: path.name == "config.json"):
+        path.replace(folder / path.name)
+    staging.rmdir()

@@ -1,9 +1,10 @@
 """Configuration of the hf_tinylm self-attention decoder (a Llama-shaped pre-norm transformer)."""
 
+from .task_formats import ChecksPipelineTask
 from .tinylm_compat import PreTrainedConfig
 
 
-class TinyAttentionConfig(PreTrainedConfig):
+class TinyAttentionConfig(ChecksPipelineTask, PreTrainedConfig):
     r"""Configuration of [`TinyAttentionModel`]: pre-norm decoder blocks (RMSNorm, causal multi-head self-attention
     with rotary positions and optional grouped-query heads, SwiGLU MLP), tied input/output embeddings by default.
 

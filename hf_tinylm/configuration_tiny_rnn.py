@@ -1,11 +1,12 @@
 """Configuration of the hf_tinylm recurrent language model (stacked Elman RNN, LSTM or GRU layers)."""
 
+from .task_formats import ChecksPipelineTask
 from .tinylm_compat import PreTrainedConfig
 
 RECURRENT_CELLS = ("rnn", "lstm", "gru")
 
 
-class TinyRNNConfig(PreTrainedConfig):
+class TinyRNNConfig(ChecksPipelineTask, PreTrainedConfig):
     r"""Configuration of [`TinyRNNModel`]: token embedding, `num_hidden_layers` recurrent layers run by torch's fused
     kernels, tied input/output embeddings by default.
 

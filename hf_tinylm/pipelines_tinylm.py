@@ -22,6 +22,7 @@ from .extractive_qa import best_answers, context_room, question_windows
 from .task_formats import (
     build_prompt,
     build_truncated_prompt,
+    check_pipeline_task,
     language_pairs,
     settings_from_config,
     task_name,
@@ -31,19 +32,6 @@ from .tinylm_common import context_limit, new_tokens_that_fit
 logger = logging.get_logger(__name__)
 
 
-def _check_trained_for(model, task: str, pipeline_task: str) -> dict:
-    """The model's task settings, or a ValueError saying what it was trained for instead."""
-    settings = settings_from_config(model.config)
-    trained = settings.get("task")
-    if trained != task:
-        what = f"for {trained!r}" if trained else "as a plain language model"
-        raise ValueError(
-            f"The {pipeline_task} pipeline needs a model trained for {task!r}, but this one was trained {what} "
-            f"(config.task_specific_params['hf_tinylm'] = {settings})."
-        )
-    return settings
-
-
 class TextOnly:
     """What every hf_tinylm pipeline loads beside the model: a tokenizer, no processors or feature extractors."""
 
@@ -51,6 +39,10 @@ class TextOnly:
     _load_processor = False
     _load_image_processor = False
     _load_feature_extractor = False
+
+    def _architectures(self) -> list[str]:
+        """What the model is, as its config records it once saved, else its class."""
+        return self.model.config.architectures or [type(self.model).__name__]
 
 
 class TinyLMGenerationPipeline(TextOnly, Pipeline):
@@ -79,7 +71,7 @@ class TinyLMGenerationPipeline(TextOnly, Pipeline):
                 f"The {self.task_format} pipeline generates text, but {type(self.model).__name__} has no language-"
                 "modelling head; load the model with AutoModelForCausalLM."
             )
-        self.settings = _check_trained_for(self.model, self.task_format, self.task_format)
+        self.settings = check_pipeline_task(self.model.config, self.task_format, self._architectures())
         # A decoder-only model continues after the last prompt token, so batches are padded on the left.
         self.tokenizer.padding_side = "left"
 
@@ -269,7 +261,7 @@ class TinyLMQuestionAnsweringPipeline(TextOnly, ChunkPipeline):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.settings = _check_trained_for(self.model, "qa", "question-answering")
+        self.settings = check_pipeline_task(self.model.config, "question-answering", self._architectures())
         architectures = self.model.config.architectures or []
         if not type(self.model).__name__.endswith("ForQuestionAnswering") or (
             architectures and not any(name.endswith("ForQuestionAnswering") for name in architectures)

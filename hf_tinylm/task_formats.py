@@ -135,3 +135,58 @@ def task_name(settings: dict, architectures=()) -> str:
 def settings_from_config(config) -> dict:
     """The task settings a model was trained with ({} for a plain language model)."""
     return dict((getattr(config, "task_specific_params", None) or {}).get(CONFIG_KEY, {}))
+
+
+# The transformers pipelines (by task name) that can serve a model trained for each task. "feature-extraction" reads
+# the base model of any of them.
+SERVING_PIPELINES = {
+    "lm": ("text-generation",),
+    "translation": ("translation", "text-generation"),
+    "summarization": ("summarization", "text-generation"),
+    "qa-generative": ("text-generation",),
+    "qa-extractive": ("question-answering",),
+}
+_TRAINED_FOR = {
+    "lm": "plain language modelling",
+    "translation": "translation",
+    "summarization": "summarization",
+    "qa-generative": "generative question answering (it writes its answers)",
+    "qa-extractive": "extractive question answering (a span head)",
+}
+
+
+def check_pipeline_task(config, pipeline_task: str, architectures=None) -> dict:
+    """The model's task settings, or a ValueError naming the task it was trained for and the pipeline to use, when
+    `pipeline_task` (a transformers task name, "translation_en_to_de" included) cannot serve it. The same sentence
+    with or without hf_tinylm installed: the configuration classes call this when `pipeline()` loads a folder.
+    `architectures` defaults to the config's (a model not yet saved passes its own class name)."""
+    settings = settings_from_config(config)
+    trained = task_name(settings, architectures or getattr(config, "architectures", None) or ())
+    served = SERVING_PIPELINES[trained]
+    if pipeline_task.split("_", 1)[0] in (*served, "feature-extraction"):
+        return settings
+    what = _TRAINED_FOR[trained]
+    pairs = language_pairs(settings)
+    if pairs:
+        what += " (" + ", ".join(f"{src}->{tgt}" for src, tgt in pairs) + ")"
+    usage = f'pipeline("{served[0]}", model=..., trust_remote_code=True)'
+    if trained == "qa-generative":
+        usage += " with the prompt its model card shows"
+    raise ValueError(
+        f"The {pipeline_task!r} pipeline cannot use this model: it was trained for {what}. Use {usage} instead "
+        f"(config.task_specific_params[{CONFIG_KEY!r}] = {settings})."
+    )
+
+
+class ChecksPipelineTask:
+    """Mixed into the configuration classes: `pipeline(task, model=folder)` loads the config first and tells it the
+    task, so a folder asked for a pipeline it was not trained for says so before transformers looks the task up
+    (transformers v5 would only report a removed task, 4.x would build its own pipeline around the wrong model)."""
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        pipeline_task = kwargs.get("_from_pipeline")
+        loaded = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        if pipeline_task:
+            check_pipeline_task(loaded[0] if isinstance(loaded, tuple) else loaded, pipeline_task)
+        return loaded

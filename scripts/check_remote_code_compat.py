@@ -68,6 +68,7 @@ CHECKS = (
     "summarization",
     "question-answering",
     "text-generation",
+    "wrong task",
 )
 
 # Runs in the environment under test, from a folder outside the repository, with hf_tinylm blocked.
@@ -148,6 +149,15 @@ def run_pipeline(task, *args, **kwargs):
         return lambda: "n/a"
     return lambda: pipeline(task, model=f"{root}/{task}", trust_remote_code=True, device="cpu")(*args, **kwargs)
 
+def wrong_task():  # the refusal's sentence, which names the task the folder was trained for
+    if not remote_code:
+        return "n/a"  # a Llama export's config is transformers' own
+    try:
+        pipeline("summarization", model=f"{root}/translation", trust_remote_code=True, device="cpu")
+        return "accepted"
+    except ValueError as error:
+        return str(error)
+
 check("load", load)
 check("logits", logits)
 check("generate", generate)
@@ -158,6 +168,7 @@ check("translation", run_pipeline("translation", ["A man rides a red bike.", "Th
 check("summarization", run_pipeline("summarization", "The tower stands in Paris.", max_length=6, min_length=6))
 check("question-answering", run_pipeline("question-answering", question="Where is the tower?", context=context, top_k=2, max_seq_len=48))
 check("text-generation", run_pipeline("text-generation", prompt, max_new_tokens=5, min_new_tokens=5, do_sample=False, return_full_text=False))
+check("wrong task", wrong_task)
 print(json.dumps(results))
 """
 

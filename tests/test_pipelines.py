@@ -200,9 +200,9 @@ def test_generation_pipeline_takes_the_v4_text2text_arguments(tokenizer):
 
 
 def test_generation_pipeline_refuses_other_models_and_empty_inputs(tokenizer):
-    with pytest.raises(ValueError, match="needs a model trained for 'translation'.*trained for 'summarization'"):
+    with pytest.raises(ValueError, match="The 'translation' pipeline cannot use this model: it was trained for summarization"):
         pipeline("translation", model=make_model("rnn", tokenizer, "summarization"), tokenizer=tokenizer)
-    with pytest.raises(ValueError, match="trained as a plain language model"):
+    with pytest.raises(ValueError, match="trained for plain language modelling.*Use pipeline\\(\"text-generation\""):
         pipeline("summarization", model=make_model("rnn", tokenizer, None), tokenizer=tokenizer)
     with pytest.raises(ValueError, match="no language-modelling head"):
         pipeline(
@@ -475,9 +475,9 @@ def test_question_answering_refuses_other_models_and_bad_inputs(tokenizer, tmp_p
     causal = make_model("attention", tokenizer, "qa", mode="generative")
     causal.save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match="holds \\['TinyAttentionForCausalLM'\\].*text-generation"):
+    with pytest.raises(ValueError, match="trained for generative question answering.*pipeline\\(\"text-generation\""):
         pipeline("question-answering", model=str(tmp_path), trust_remote_code=True, device="cpu")
-    with pytest.raises(ValueError, match="needs a model trained for 'qa'"):
+    with pytest.raises(ValueError, match="The 'question-answering' pipeline cannot use this model: it was trained for summarization"):
         pipeline(
             "question-answering",
             model=make_model("rnn", tokenizer, "summarization", qa_head=True),
@@ -505,6 +505,14 @@ def test_question_answering_refuses_other_models_and_bad_inputs(tokenizer, tmp_p
 
 
 # ---- saved folders, loaded where hf_tinylm is not installed ------------------------------------------------------
+
+
+WRONG_PIPELINES = {  # folder -> a pipeline it was not trained for
+    "translation": "summarization",
+    "summarization": "translation_en_to_de",
+    "question-answering": "text-generation",
+    "text-generation": "question-answering",
+}
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -557,12 +565,21 @@ def test_saved_folders_run_every_pipeline_in_a_fresh_process_without_hf_tinylm(f
             classes[task] = [type(obj).__module__ for obj in (pipe, pipe.model, AutoConfig.from_pretrained(folder, trust_remote_code=True))]
             classes[task].append(type(AutoTokenizer.from_pretrained(folder, trust_remote_code=True)).__name__)
 
+        # A pipeline the folder was not trained for: the folder says what it was trained for.
+        refusals = {{}}
+        for task, other in json.loads({json.dumps(WRONG_PIPELINES)!r}).items():
+            try:
+                pipeline(other, model=f"{{root}}/{{task}}", trust_remote_code=True, device="cpu")
+                refusals[task] = "accepted"
+            except ValueError as error:
+                refusals[task] = str(error)
+
         # Remote code saves a complete folder too (no card: writing one needs hf_tinylm).
         model = AutoModelForQuestionAnswering.from_pretrained(f"{{root}}/question-answering", trust_remote_code=True)
         model.save_pretrained(f"{{root}}/resaved")
         resaved = json.load(open(f"{{root}}/resaved/config.json"))
         import os
-        print(json.dumps({{"results": results, "classes": classes, "resaved": sorted(os.listdir(f"{{root}}/resaved")),
+        print(json.dumps({{"results": results, "classes": classes, "refusals": refusals, "resaved": sorted(os.listdir(f"{{root}}/resaved")),
                           "custom_pipelines": resaved["custom_pipelines"]}}))
         """,
         cwd=tmp_path,
@@ -579,3 +596,17 @@ def test_saved_folders_run_every_pipeline_in_a_fresh_process_without_hf_tinylm(f
     assert {*shipped, "model.safetensors"} <= set(got["resaved"])
     assert "README.md" not in got["resaved"]
     assert got["custom_pipelines"] == custom_pipelines(models["question-answering"])
+    # v5 alone would say the task "has been removed", and 4.x would wrap the wrong model in its own pipeline.
+    for task, trained in {
+        "translation": "translation \\(en->de\\)",
+        "summarization": "summarization",
+        "question-answering": "extractive question answering",
+        "text-generation": "generative question answering",
+    }.items():
+        use = "text-generation" if task == "text-generation" else task
+        assert re.fullmatch(
+            f"The '{WRONG_PIPELINES[task]}' pipeline cannot use this model: it was trained for {trained}.*"
+            f'Use pipeline\\("{use}", model=..., trust_remote_code=True\\).*',
+            got["refusals"][task],
+        ), got["refusals"][task]
+

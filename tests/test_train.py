@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,10 +23,12 @@ from transformers import (
     AutoModelForQuestionAnswering,
     AutoTokenizer,
     PreTrainedTokenizerFast,
+    Trainer,
     TrainerCallback,
+    TrainingArguments,
 )
 
-from hf_tinylm import TinyAttentionConfig, data, evaluation, training
+from hf_tinylm import TinyAttentionConfig, TinyRNNConfig, checkpoints, data, evaluation, training
 from hf_tinylm.task_formats import ADDITIONAL_SPECIAL_TOKENS, settings_from_config
 from hf_tinylm.tasks import ExtractiveQA, LanguageModelling
 from hf_tinylm.tokenization import train_tokenizer, vocabulary_fingerprint
@@ -706,11 +709,78 @@ def test_a_reused_folder_holds_only_its_own_models_code_and_no_pickle(tmp_path):
     assert AutoConfig.from_pretrained(folder, trust_remote_code=True).model_type == "tiny_rnn"
 
 
+def test_a_final_save_killed_at_any_moment_never_pairs_one_models_config_with_anothers_files(tmp_path, monkeypatch):
+    """A reused folder of a finished attention run gets an RNN's final save, cut short before each file it moves in:
+    the folder then holds no config.json (which every loader refuses) until the new model is whole, never one
+    model's config beside the other's weights, and the earlier run's card and code are gone."""
+    text = str(training_data.shakespeare_txt(tmp_path))
+    train(tmp_path, "--train_file", text, "--tokenizer_type", "char", "--block_size", "32")
+    earlier = tmp_path / "earlier"
+    (tmp_path / "model").rename(earlier)
+    tokenizer = AutoTokenizer.from_pretrained(earlier)
+    rnn = AutoModelForCausalLM.from_config(TinyRNNConfig(vocab_size=len(tokenizer), hidden_size=16)).eval()
+    ids = torch.tensor([tokenizer("To be, or not")["input_ids"]])
+
+    def logits(folder):
+        with torch.no_grad():
+            return AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)(ids).logits
+
+    with torch.no_grad():
+        expected = rnn(ids).logits
+    moves, real_replace = [], Path.replace
+
+    class Killed(BaseException):
+        pass
+
+    def counted_replace(self, target, limit):
+        if len(moves) == limit:
+            raise Killed
+        moves.append(Path(target).name)
+        return real_replace(self, target)
+
+    for limit in range(40):
+        folder = tmp_path / f"reused-{limit}"
+        shutil.copytree(earlier, folder)
+        trainer = Trainer(model=rnn, args=TrainingArguments(str(folder), report_to=[]), processing_class=tokenizer)
+        moves.clear()
+        monkeypatch.setattr(Path, "replace", lambda self, target, limit=limit: counted_replace(self, target, limit))
+        try:
+            checkpoints.save_final_folder(trainer)
+            finished = True
+        except Killed:
+            finished = False
+        monkeypatch.setattr(Path, "replace", real_replace)
+        assert (folder / "config.json").exists() == finished, f"killed after moving {moves}"
+        if finished:
+            assert torch.equal(logits(folder), expected)
+            assert moves[-1] == "config.json" and limit == len(moves)
+            assert (folder / "README.md").read_text() != (earlier / "README.md").read_text()  # the RNN's own card
+            assert not (folder / "modeling_tiny_attention.py").exists() and not list(folder.glob(".final*"))
+            break
+        shutil.rmtree(folder)
+    else:
+        raise AssertionError("the final save never finished")
+
+
 def test_an_incomplete_checkpoint_named_explicitly_is_refused(tmp_path):
     (tmp_path / "checkpoint-2").mkdir()
     (tmp_path / "checkpoint-2" / "config.json").write_text("{}")
     with pytest.raises(ValueError, match="checkpoint-2 is an incomplete checkpoint \\(no tokenizer_config.json, "):
         train(tmp_path, "--resume_from_checkpoint", str(tmp_path / "checkpoint-2"))
+
+
+def test_an_argument_train_py_lacks_is_named_with_the_nearest_ones(tmp_path):
+    """Not transformers' "Some specified arguments are not used by the HfArgumentParser", after parsing."""
+    with pytest.raises(ValueError, match=re.escape(
+        "train.py has no argument --overwrite_output_dir (did you mean --output_dir?), --learning-rat (did you mean "
+        "--learning_rate or --muon_learning_rate?), --bogus; `python train.py --help` lists them all."
+    )):  # fmt: skip
+        training.parse_args(["--overwrite_output_dir", "--learning-rat=0.1", "--max-steps", "3", "--bogus", "1"])
+    config = tmp_path / "run.yaml"
+    config.write_text("arch: attention\nlearnin_rate: 0.1\n")
+    with pytest.raises(ValueError, match=re.escape(f"no argument `learnin_rate` (did you mean --learning_rate")):
+        training.parse_args([str(config)])
+    assert training.parse_args(["--max-steps", "3", "--no_remove_unused_columns"])[2].max_steps == 3
 
 
 @pytest.mark.parametrize(
