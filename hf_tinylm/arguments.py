@@ -424,6 +424,20 @@ def _dest(flag: str) -> str:
     return flag[2:].replace("-", "_")
 
 
+# Trainer arguments of transformers 4.x that 5.x renamed or removed: what a 4.x command line means now.
+_FROM_TRANSFORMERS_4 = {
+    "group_by_length": "--train_sampling_strategy group_by_length",
+    "evaluation_strategy": "--eval_strategy",
+    "no_cuda": "--use_cpu",
+    "per_gpu_train_batch_size": "--per_device_train_batch_size",
+    "push_to_hub_token": "--hub_token",
+    "overwrite_output_dir": "nothing: an existing --output_dir is written over (with a warning); "
+    "--resume_from_checkpoint last continues a run in it",
+    "logging_dir": "the environment variable TENSORBOARD_LOGGING_DIR (default OUTPUT_DIR/runs/...)",
+    "save_safetensors": "nothing: checkpoints are always safetensors",
+}
+
+
 def _refuse_unknown(parser: HfArgumentParser, names: dict[str, str], where: str = "") -> None:
     """An argument train.py does not have is named, with the nearest ones it has, before anything is parsed
     (transformers' parser would only list what it left over). `names`: each argument as given -> its `_dest` form."""
@@ -433,6 +447,9 @@ def _refuse_unknown(parser: HfArgumentParser, names: dict[str, str], where: str 
         return
     hints = []
     for name in unknown:
+        if names[name] in _FROM_TRANSFORMERS_4:
+            hints.append(f"{name} (a transformers 4 argument; in 5 use {_FROM_TRANSFORMERS_4[names[name]]})")
+            continue
         near = difflib.get_close_matches(names[name], known, n=3)
         hints.append(f"{name} (did you mean {' or '.join('--' + n for n in near)}?)" if near else name)
     raise ValueError(

@@ -772,15 +772,20 @@ def test_an_incomplete_checkpoint_named_explicitly_is_refused(tmp_path):
 def test_an_argument_train_py_lacks_is_named_with_the_nearest_ones(tmp_path):
     """Not transformers' "Some specified arguments are not used by the HfArgumentParser", after parsing."""
     with pytest.raises(ValueError, match=re.escape(
-        "train.py has no argument --overwrite_output_dir (did you mean --output_dir?), --learning-rat (did you mean "
+        "train.py has no argument --outputdir (did you mean --output_dir?), --learning-rat (did you mean "
         "--learning_rate or --muon_learning_rate?), --bogus; `python train.py --help` lists them all."
     )):  # fmt: skip
-        training.parse_args(["--overwrite_output_dir", "--learning-rat=0.1", "--max-steps", "3", "--bogus", "1"])
+        training.parse_args(["--outputdir", "x", "--learning-rat=0.1", "--max-steps", "3", "--bogus", "1"])
     config = tmp_path / "run.yaml"
     config.write_text("arch: attention\nlearnin_rate: 0.1\n")
-    with pytest.raises(ValueError, match=re.escape(f"no argument `learnin_rate` (did you mean --learning_rate")):
+    with pytest.raises(ValueError, match=re.escape("no argument `learnin_rate` (did you mean --learning_rate")):
         training.parse_args([str(config)])
     assert training.parse_args(["--max-steps", "3", "--no_remove_unused_columns"])[2].max_steps == 3
+    # transformers 4's spelling of an argument 5 renamed gets 5's.
+    with pytest.raises(ValueError, match=re.escape(
+        "--group_by_length (a transformers 4 argument; in 5 use --train_sampling_strategy group_by_length)"
+    )):  # fmt: skip
+        training.parse_args(["--group_by_length"])
 
 
 @pytest.mark.parametrize(
