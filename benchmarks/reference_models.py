@@ -2,6 +2,7 @@
 
     python benchmarks/reference_models.py list                          # the runs and their train.py commands
     python benchmarks/reference_models.py run NAME [NAME ...] [FLAGS]   # prepare the data, train, finish
+    python benchmarks/reference_models.py run NAME --seeds 3            # and two more seeds: mean ± std
     python benchmarks/reference_models.py finish NAME [FLAGS]           # (re)do evaluation, examples and card
     python benchmarks/reference_models.py decode-speed NAME [NAME ...]  # greedy decoding tokens/s of trained runs
     python benchmarks/reference_models.py report                        # model_cards/README.md and its chart
@@ -75,6 +76,18 @@ def train(name: str, flags: list[str] = (), in_process: bool = False) -> None:
     subprocess.run([sys.executable, str(ROOT / "train.py"), *argv], cwd=ROOT, env=env, check=True)
 
 
+def other_seed_flags(name: str, seeds: int) -> list[list[str]]:
+    """train.py flags of the runs beside the published one, for `run NAME --seeds N`: the recipe's seed plus 1, 2, ...
+    into `OUTPUT_DIR-seedS`, where the finish step of the published run finds them (`finishing.seed_folders`)."""
+    import yaml
+
+    config = yaml.safe_load(config_path(name).read_text())
+    return [
+        ["--seed", str(seed), "--output_dir", f"{config['output_dir']}-seed{seed}"]
+        for seed in range(config["seed"] + 1, config["seed"] + seeds)
+    ]
+
+
 def finish(name: str, flags: list[str] = (), copy_card: bool = True) -> dict:
     """The finish step of a run trained with `flags` (scripts/finish_reference_model.py); returns the card's results."""
     return finishing.finish(name, train_argv(name, flags), run_command(name, flags), copy_card=copy_card)
@@ -125,7 +138,9 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="the runs and their train.py commands")
     names = {"nargs": "+", "choices": list(finishing.RECIPES), "metavar": "NAME"}
-    sub.add_parser("run", help="prepare the data, train, evaluate and write the card").add_argument("names", **names)
+    run = sub.add_parser("run", help="prepare the data, train, evaluate and write the card")
+    run.add_argument("names", **names)
+    run.add_argument("--seeds", type=int, default=1, help="runs with seeds SEED, SEED+1, ...: mean ± std in the card")
     sub.add_parser("finish", help="evaluate, show examples and write the card").add_argument("names", **names)
     sub.add_parser("decode-speed", help="greedy decoding tokens/s of trained runs").add_argument("names", **names)
     sub.add_parser("report", help="write model_cards/README.md and its chart from model_cards/*/")
@@ -150,9 +165,12 @@ def main(argv=None):
         for name in args.names:
             if args.command == "run":
                 prepare_reference_data.prepare(finishing.RECIPES[name].data)
-                started = time.time()
-                train(name, flags)
-                print(f"{name}: trained in {time.time() - started:.0f} s", flush=True)
+                for seed_flags in [*other_seed_flags(name, args.seeds), []]:  # the published seed last: its card
+                    started = time.time()
+                    train(name, [*flags, *seed_flags])
+                    print(f"{name}: trained in {time.time() - started:.0f} s", flush=True)
+                    if seed_flags:
+                        finish(name, [*flags, *seed_flags], copy_card=False)
             finish(name, flags)
 
 

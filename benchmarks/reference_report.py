@@ -17,7 +17,7 @@ TASKS = {
         [("eval_loss", "val loss (nats/char)", False), ("eval_perplexity", "val perplexity", False)],
     ),
     "babi": (
-        "Extractive QA, bAbI qa1-qa3 (test, 1,000 questions each)",
+        "QA, bAbI qa1-qa3 (test, 1,000 questions each; mean ± std of 3 seeds)",
         {"attention": "qa-attention-babi", "lstm": "qa-lstm-babi"},
         [
             ("eval_exact_match_qa1", "EM qa1", True),
@@ -55,9 +55,11 @@ def _load(cards: Path, name: str) -> dict | None:
     match = re.search(r"\*\*([\d,]+) parameters\*\*", card)
     cpu = re.search(r"\| `training CPU time \(s\)` \| ([\d.]+) \|", card)
     budget = re.search(r"\| `time budget \(CPU s of optimizer steps\)` \| ([\d.]+) \|", card)
+    seeds = json.loads((folder / "seeds.json").read_text()) if (folder / "seeds.json").is_file() else {}
     return {
         **results,
         **run,
+        "seeds": seeds.get("metrics", {}),
         "parameters": int(match.group(1).replace(",", "")) if match else None,
         "cpu_s": float(cpu.group(1)) if cpu else None,
         "budget_s": float(budget.group(1)) if budget else None,
@@ -70,6 +72,17 @@ def _fmt(value, digits=2):
     if isinstance(value, float):
         return f"{value:,.{digits}f}"
     return f"{value:,}"
+
+
+def _mean_and_std(result: dict, metric: str) -> tuple[float | None, float | None]:
+    """The mean and standard deviation over seeds where the card has them (seeds.json), else the one run's value."""
+    spread = result["seeds"].get(metric)
+    return (spread["mean"], spread["std"]) if spread else (result.get(metric), None)
+
+
+def _with_spread(result: dict, metric: str) -> str:
+    mean, std = _mean_and_std(result, metric)
+    return _fmt(mean) if std is None else f"{_fmt(mean)} ± {_fmt(std)}"
 
 
 def write_report(cards: Path) -> Path:
@@ -92,7 +105,7 @@ def write_report(cards: Path) -> Path:
             if key == "lm" and family == "attention":
                 budget = f"2,000 steps ({_fmt(result.get('cpu_s'), 0)} CPU s)"
             cells = [f"[{family}]({names[family]}/README.md)"]
-            cells += [_fmt(result.get(metric)) for metric, _, _ in metrics]
+            cells += [_with_spread(result, metric) for metric, _, _ in metrics]
             cells += [_fmt(result.get("parameters")), budget, _fmt(result.get("optimizer_steps"))]
             step_cpu = result.get("budget_s") or result.get("cpu_s")  # the budget is CPU time of optimizer steps
             per_cpu = result["train_tokens"] / step_cpu if result.get("train_tokens") and step_cpu else None
@@ -100,13 +113,15 @@ def write_report(cards: Path) -> Path:
             if key not in ("babi", "squad"):
                 cells.append(_fmt(result.get("decode_tokens_per_s"), 0))
             rows.append("| " + " | ".join(cells) + " |")
-            chart.append((key, family, {label: result.get(metric) for metric, label, _ in metrics}))
+            chart.append((key, family, {label: _mean_and_std(result, metric) for metric, label, _ in metrics}))
         rows.append("")
     _plot(chart, cards / "quality_by_task.png")
     analysis = ANALYSIS_PATH.read_text() if ANALYSIS_PATH.is_file() else ""
     text = f"""# Reference models: recurrent vs self-attention
 
 Both hf_tinylm families trained from scratch on real data, on CPU, each pair at an equal budget (GitHub issue 6).
+A value shown as "mean ± std" is over 3 seeds of the same recipe (the card's published weights are its first
+seed's; error bars in the chart); a plain value is one seed's.
 Every number below was measured by `python benchmarks/reference_models.py` (one command per model, given in each
 card; `scripts/reference_models_all.sh` runs them all and rewrites this page). Budgets are **CPU seconds of
 optimizer steps** (`train.py --max_train_seconds`, one torch thread per run), so runs sharing the machine do not
@@ -160,8 +175,9 @@ def _plot(chart, path: Path) -> None:
         width = 0.8 / len(entries)
         for index, (family, values) in enumerate(entries):
             xs = [i + index * width for i in range(len(labels))]
-            ys = [values.get(label) or 0 for label in labels]
-            bars = ax.bar(xs, ys, width, label=family, color=colours.get(family))
+            ys = [values[label][0] or 0 for label in labels]
+            errors = [values[label][1] or 0 for label in labels]
+            bars = ax.bar(xs, ys, width, yerr=errors, capsize=3, label=family, color=colours.get(family))
             ax.bar_label(bars, fmt="%.2f" if task == "lm" else "%.1f", fontsize=7)
         ax.set_xticks([i + 0.4 - width / 2 for i in range(len(labels))], labels, fontsize=8)
         ax.set_title(TASKS[task][0].split(",")[0] + ": " + TASKS[task][0].split(",")[1].split("(")[0].strip(),

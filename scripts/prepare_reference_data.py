@@ -8,8 +8,10 @@ Tiny Shakespeare needs no conversion: its configs read `../shared/data/tinyshake
 """
 
 import argparse
+import functools
 import json
 import os
+import random
 import re
 from pathlib import Path
 
@@ -24,55 +26,6 @@ BABI_TASKS = {
 SQUAD_TRAIN_ARTICLES = 40  # of the 48 dev articles; the last 8 are held out
 
 
-def babi_examples(path, task: str = "") -> list[dict]:
-    """bAbI questions as extractive QA rows: the story so far (statements only) is the context, and the answer points
-    at its word in the last supporting fact that contains it (the fact a reader would underline).
-
-    A bAbI line is `ID text`, a question line `ID question<TAB>answer<TAB>supporting ids`; a story restarts at ID 1.
-    """
-    rows, story = [], {}
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        line_id, _, text = line.partition(" ")
-        line_id = int(line_id)
-        if line_id == 1:
-            story = {}
-        if "\t" not in text:
-            story[line_id] = text.strip()
-            continue
-        question, answer, support = (part.strip() for part in text.split("\t")[:3])
-        ids = sorted(story)
-        context, starts, offset = "", {}, 0
-        for index in ids:
-            starts[index] = offset
-            context += story[index] + " "
-            offset = len(context)
-        context = context.rstrip()
-        answer_start = -1
-        for fact in reversed([int(i) for i in support.split()]):
-            match = re.search(rf"\b{re.escape(answer)}\b", story.get(fact, ""))
-            if match:
-                answer_start = starts[fact] + match.start()
-                break
-        if answer_start < 0:  # not in a supporting fact: its last mention in the story
-            matches = list(re.finditer(rf"\b{re.escape(answer)}\b", context))
-            if not matches:
-                raise ValueError(f"{path}:{number}: the answer {answer!r} is not in the story.")
-            answer_start = matches[-1].start()
-        rows.append(
-            {
-                "id": f"{task or Path(path).stem}-{number}",
-                "task": task,
-                "context": context,
-                "question": question,
-                "answers": {"text": [answer], "answer_start": [answer_start]},
-            }
-        )
-    return rows
-
-
 def _write_jsonl(rows, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as f:
@@ -81,17 +34,121 @@ def _write_jsonl(rows, path: Path) -> Path:
     return path
 
 
+# The story a bAbI question is asked about: its last statements before the question. Every supporting fact of the
+# training questions lies within the last 31 (qa3's farthest; qa1 5, qa2 26), so the training data loses nothing;
+# the whole story would be up to 1,120 words (qa3), more than the models' context.
+BABI_LAST_STATEMENTS = 32
+BABI_VALIDATION_SHARE = 0.1  # the last 10% of each task's training stories: the validation split (test: report only)
+# Copies of each training story with its people, places and objects consistently renamed among themselves (the
+# tasks' whole closed vocabulary of each kind): the same stories told about other names, so that a small model learns
+# the reasoning rather than the names. Validation and test stay as they are.
+BABI_RENAMED_COPIES = 20
+BABI_ENTITIES = (
+    ("Mary", "John", "Daniel", "Sandra"),
+    ("bathroom", "hallway", "garden", "office", "bedroom", "kitchen"),
+    ("football", "apple", "milk"),
+)
+
+
+def babi_stories(path) -> list[list[str]]:
+    """A bAbI file as stories, each the list of its lines without their IDs. A bAbI line is `ID text`, a question
+    line `ID question<TAB>answer<TAB>supporting ids`; a story restarts at ID 1, and supporting ids count lines."""
+    stories = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            line_id, _, text = line.partition(" ")
+            if int(line_id) == 1:
+                stories.append([])
+            stories[-1].append(text)
+    return stories
+
+
+def babi_rows(stories, task: str, prefix: str, last_statements: int | None = BABI_LAST_STATEMENTS) -> list[dict]:
+    """bAbI questions as QA rows: the context is the story's last `last_statements` statements before the question
+    (statements only, none of its earlier questions), the answer points at its word in the last supporting fact that
+    contains it (the fact a reader would underline), else at its last mention."""
+    rows = []
+    for number, story in enumerate(stories):
+        statements = {}  # line id -> text
+        for line_id, text in enumerate(story, 1):
+            if "\t" not in text:
+                statements[line_id] = text.strip()
+                continue
+            question, answer, support = (part.strip() for part in text.split("\t")[:3])
+            ids = sorted(statements)[-last_statements:] if last_statements else sorted(statements)
+            context, starts = "", {}
+            for index in ids:
+                starts[index] = len(context)
+                context += statements[index] + " "
+            context = context.rstrip()
+            answer_start = next(
+                (
+                    starts[fact] + match.start()
+                    for fact in reversed([int(i) for i in support.split()])
+                    if fact in starts and (match := re.search(rf"\b{re.escape(answer)}\b", statements[fact]))
+                ),
+                None,
+            )
+            if answer_start is None:  # not in a supporting fact within the context: its last mention
+                matches = list(re.finditer(rf"\b{re.escape(answer)}\b", context))
+                if not matches:
+                    raise ValueError(
+                        f"{prefix}: story {number}, line {line_id}: the answer {answer!r} is not in the last "
+                        f"{last_statements} statements: keep more."
+                    )
+                answer_start = matches[-1].start()
+            rows.append(
+                {
+                    "id": f"{prefix}-{number}-{line_id}",
+                    "task": task,
+                    "context": context,
+                    "question": question,
+                    "answers": {"text": [answer], "answer_start": [answer_start]},
+                }
+            )
+    return rows
+
+
+def babi_examples(path, task: str = "", last_statements: int | None = BABI_LAST_STATEMENTS) -> list[dict]:
+    """The QA rows of one bAbI file (`babi_rows`)."""
+    return babi_rows(babi_stories(path), task, task or Path(path).stem, last_statements)
+
+
+def renamed_stories(stories, copies: int, seed: int) -> list[list[str]]:
+    """`copies` renamings of each story: its people, places and objects permuted within each kind, consistently
+    through the story, its questions and answers (a new permutation for each copy, seeded)."""
+    rng = random.Random(seed)
+    renamed = []
+    for _ in range(copies):
+        mapping = {}
+        for kind in BABI_ENTITIES:
+            mapping.update(zip(kind, rng.sample(kind, len(kind))))
+        pattern = re.compile(rf"\b({'|'.join(mapping)})\b")
+        rename = functools.partial(pattern.sub, lambda match, mapping=mapping: mapping[match.group(1)])
+        renamed += [[rename(line) for line in story] for story in stories]
+    return renamed
+
+
 def prepare_babi(out: Path | None = None, limit: int | None = None) -> dict[str, Path]:
-    """qa1-qa3 train (together) and test (together and per task) as jsonl files."""
+    """qa1-qa3 as jsonl files: train (with its renamed copies) and validation (the last stories of each task's
+    training file, as they are) together, and test together and per task. `limit` keeps that many stories per
+    task and split (tests)."""
     out = Path(out or PREPARED)
+    parts = {"train": [], "validation": [], "test": []}
     files = {}
-    for split in ("train", "test"):
-        rows = []
-        for task, stem in BABI_TASKS.items():
-            task_rows = babi_examples(SHARED_DATA / "babi" / "en" / f"{stem}_{split}.txt", task)[:limit]
-            rows += task_rows
-            if split == "test":
-                files[f"test_{task}"] = _write_jsonl(task_rows, out / f"babi_test_{task}.jsonl")
+    for task, stem in BABI_TASKS.items():
+        train = babi_stories(SHARED_DATA / "babi" / "en" / f"{stem}_train.txt")
+        test = babi_stories(SHARED_DATA / "babi" / "en" / f"{stem}_test.txt")[:limit]
+        validation = train[len(train) - max(1, round(len(train) * BABI_VALIDATION_SHARE)) :]
+        train = train[: len(train) - len(validation)][:limit]
+        copies = renamed_stories(train, BABI_RENAMED_COPIES, seed=len(parts["train"]))
+        parts["train"] += babi_rows(train, task, f"{task}-train") + babi_rows(copies, task, f"{task}-renamed")
+        parts["validation"] += babi_rows(validation[:limit], task, f"{task}-validation")
+        test_rows = babi_rows(test, task, f"{task}-test")
+        parts["test"] += test_rows
+        files[f"test_{task}"] = _write_jsonl(test_rows, out / f"babi_test_{task}.jsonl")
+    random.Random(0).shuffle(parts["train"])
+    for split, rows in parts.items():
         files[split] = _write_jsonl(rows, out / f"babi_{split}.jsonl")
     return files
 

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Trains every reference model of issue 6 (configs/reference/*.yaml), two runs at a time (one torch thread each),
 # then writes model_cards/README.md. Budgets are CPU seconds (--max_train_seconds), so the two runs running side by
-# side, or other programs, do not change how much each model trains. Logs: outputs/reference/logs/. About 45-60
-# minutes on two CPU cores.
+# side, or other programs, do not change how much each model trains. Each runs with SEEDS seeds (default 3; the
+# cards report mean ± std). Logs: outputs/reference/logs/. About three hours on two CPU cores with 3 seeds.
 set -u
 cd "$(dirname "$0")/.."
 export PY=${PYTHON:-.venv/bin/python}
 export LOGS=outputs/reference/logs
 mkdir -p "$LOGS"
 one() {
-  OMP_NUM_THREADS=1 "$PY" benchmarks/reference_models.py run "$1" > "$LOGS/$1.log" 2>&1
+  OMP_NUM_THREADS=1 "$PY" benchmarks/reference_models.py run "$1" --seeds "${SEEDS:-3}" > "$LOGS/$1.log" 2>&1
   echo "$(date -u +%H:%M:%S) $1 exit $?"
 }
 export -f one

@@ -86,9 +86,45 @@ def test_babi_converter_points_at_the_supporting_fact():
     assert rows[0]["context"][sentence_start:].startswith(fact)
 
 
+def test_babi_context_is_the_last_statements_and_renamed_copies_stay_consistent():
+    stories = prepare.babi_stories(BABI / "qa1_single-supporting-fact_train.txt")  # support within the last 5
+    rows = prepare.babi_rows(stories[:2], "qa1", "qa1", last_statements=5)
+    for row in rows:
+        assert row["context"].count(".") <= 5
+        start, answer = row["answers"]["answer_start"][0], row["answers"]["text"][0]
+        assert row["context"][start : start + len(answer)] == answer
+    whole = prepare.babi_rows(stories[:2], "qa1", "qa1", last_statements=None)
+    assert [r["context"] for r in whole] != [r["context"] for r in rows]
+    assert all(full["context"].endswith(cut["context"]) for full, cut in zip(whole, rows))
+    with pytest.raises(ValueError, match="qa1: story 0, line 3: the answer 'bathroom' is not in the last 1 statements: keep more"):
+        prepare.babi_rows(stories[:1], "qa1", "qa1", last_statements=1)
+
+    copies = prepare.renamed_stories(stories[:3], copies=4, seed=0)
+    assert len(copies) == 12 and copies[:3] != stories[:3]
+    names = {word for kind in prepare.BABI_ENTITIES for word in kind}
+    for original, copy in zip(stories[:3] * 4, copies):
+        # The same story, word for word, except the people, places and objects, renamed one to one.
+        words = [(a, b) for line_a, line_b in zip(original, copy) for a, b in zip(line_a.split(), line_b.split())]
+        assert all(a == b or (a.strip(".?") in names and b.strip(".?") in names) for a, b in words)
+        mapping = {a: b for a, b in words}
+        assert len(set(mapping.values())) == len(mapping)
+    for row in prepare.babi_rows(copies, "qa3", "renamed"):  # answers still point at their word
+        start, answer = row["answers"]["answer_start"][0], row["answers"]["text"][0]
+        assert row["context"][start : start + len(answer)] == answer
+
+
 def test_data_preparation_writes_what_train_py_reads(prepared):
     files = prepare.prepare_babi(prepared / "data", limit=5)
-    assert len(files["train"].read_text().splitlines()) == 15
+    train, validation, test = (
+        [json.loads(line) for line in files[split].read_text().splitlines()] for split in ("train", "validation", "test")
+    )
+    # Validation is the last training stories of each task, never renamed; train is the others and their copies.
+    assert {row["id"].split("-")[1] for row in validation} == {"validation"}
+    assert {row["context"] for row in validation}.isdisjoint(row["context"] for row in train)
+    originals = [row for row in train if "-train-" in row["id"]]
+    assert len(train) == len(originals) * (1 + prepare.BABI_RENAMED_COPIES)
+    assert {row["task"] for row in originals} == {"qa1", "qa2", "qa3"}
+    assert len(test) == sum(len(files[f"test_{task}"].read_text().splitlines()) for task in prepare.BABI_TASKS)
     squad = prepare.split_squad_by_article(prepared / "data", limit=1)
     held_out = json.loads(squad["heldout"].read_text())
     full = json.loads((FIXTURES / "squad" / "dev-v1.1.json").read_text())
@@ -128,6 +164,10 @@ def test_recipe_runs_train_and_finish(prepared, name):
     flags = [*_fixture_flags(name, prepared), *TINY]
     if "max_train_seconds" in yaml.safe_load(recipe.config_path(name).read_text()):
         flags += ["--max_train_seconds", "30"]
+    if data == "babi":  # another seed beside it, as `run NAME --seeds 2` trains it: mean ± std in the card
+        seed_flags = [*flags, "--seed", "1338", "--output_dir", str(prepared / f"{name}-seed1338")]
+        recipe.train(name, seed_flags, in_process=True)
+        other = recipe.finish(name, seed_flags, copy_card=False)
     recipe.train(name, flags, in_process=True)
     results = recipe.finish(name, flags, copy_card=False)
     assert results and all(isinstance(value, float) for value in results.values())
@@ -140,6 +180,33 @@ def test_recipe_runs_train_and_finish(prepared, name):
         assert "Non-commercial use only" in text and set(results) == {"eval_bleu", "eval_chrf"}
     if data == "babi":
         assert {"eval_exact_match_qa1", "eval_exact_match_qa2", "eval_exact_match_qa3"} <= set(results)
+        seeds = json.loads((prepared / name / "seeds.json").read_text())
+        assert seeds["seeds"] == [1337, 1338] and seeds["published_seed"] == 1337
+        for metric, spread in seeds["metrics"].items():
+            pair = [results[metric], other[metric]]
+            assert spread["values"] == pair and spread["mean"] == pytest.approx(sum(pair) / 2)
+            assert spread["std"] == pytest.approx(abs(pair[0] - pair[1]) / 2**0.5)
+        mean = seeds["metrics"]["eval_exact_match_qa1"]["mean"]
+        assert "Over 2 seeds (1337, 1338;" in text and f"exact_match_qa1 **{mean:.2f} ± " in text
+    else:
+        assert not (prepared / name / "seeds.json").exists()
+
+
+def test_other_seeds_go_beside_the_published_run_and_the_report_shows_their_spread(tmp_path):
+    assert recipe.other_seed_flags("qa-lstm-babi", 3) == [
+        ["--seed", "1338", "--output_dir", "outputs/reference/qa-lstm-babi-seed1338"],
+        ["--seed", "1339", "--output_dir", "outputs/reference/qa-lstm-babi-seed1339"],
+    ]
+    assert recipe.other_seed_flags("qa-lstm-babi", 1) == []
+    import reference_report
+
+    card = tmp_path / "qa-attention-babi"
+    card.mkdir()
+    (card / "eval_results.json").write_text(json.dumps({"eval_exact_match_qa1": 90.0, "eval_exact_match_qa2": 50.0}))
+    (card / "seeds.json").write_text(json.dumps({"metrics": {"eval_exact_match_qa1": {"mean": 91.0, "std": 1.5}}}))
+    page = reference_report.write_report(tmp_path).read_text()
+    assert "| [attention](qa-attention-babi/README.md) | 91.00 ± 1.50 | 50.00 | – |" in page
+    assert (tmp_path / "quality_by_task.png").stat().st_size > 0
 
 
 def test_every_recipe_has_one_config(monkeypatch, capsys):
