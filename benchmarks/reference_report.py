@@ -17,7 +17,7 @@ TASKS = {
         [("eval_loss", "val loss (nats/char)", False), ("eval_perplexity", "val perplexity", False)],
     ),
     "babi": (
-        "QA, bAbI qa1-qa3 (test, 1,000 questions each; mean ± std of 3 seeds)",
+        "QA, bAbI qa1-qa3 (test, 1,000 questions each)",
         {"attention": "qa-attention-babi", "lstm": "qa-lstm-babi"},
         [
             ("eval_exact_match_qa1", "EM qa1", True),
@@ -120,8 +120,8 @@ def write_report(cards: Path) -> Path:
     text = f"""# Reference models: recurrent vs self-attention
 
 Both hf_tinylm families trained from scratch on real data, on CPU, each pair at an equal budget (GitHub issue 6).
-A value shown as "mean ± std" is over 3 seeds of the same recipe (the card's published weights are its first
-seed's; error bars in the chart); a plain value is one seed's.
+A value shown as "mean ± std" is over the seeds its card names, same recipe and budget (`run NAME --seeds 3`; the
+published weights are the recipe's own seed's; error bars in the chart); a plain value is one seed's.
 Every number below was measured by `python benchmarks/reference_models.py` (one command per model, given in each
 card; `scripts/reference_models_all.sh` runs them all and rewrites this page). Budgets are **CPU seconds of
 optimizer steps** (`train.py --max_train_seconds`, one torch thread per run), so runs sharing the machine do not

@@ -389,16 +389,13 @@ def parse_args(argv: list[str] | None = None):
     if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
         text = Path(argv[0]).read_text(encoding="utf-8")
         values = json.loads(text) if argv[0].endswith(".json") else yaml.safe_load(text)
-        _refuse_unknown(parser, {f"`{key}`": key for key in values}, f" in {argv[0]}")
+        _refuse_unknown(parser, {key: f"`{key}`" for key in values}, f" in {argv[0]}")
         parsed, given = parser.parse_dict(values), set(values)
         typed_names = {name: f"`{name}` in {argv[0]}" for name in given}
     else:
-        flags = [arg.split("=", 1)[0] for arg in argv if arg.startswith("--")]
-        _refuse_unknown(parser, {flag: _dest(flag) for flag in flags})
+        typed_names = {_dest(flag): flag for flag in (arg.split("=", 1)[0] for arg in argv if arg.startswith("--"))}
+        _refuse_unknown(parser, typed_names)
         parsed = parser.parse_args_into_dataclasses(args=argv)
-        typed_names = {
-            arg[2:].split("=", 1)[0].replace("-", "_"): arg.split("=", 1)[0] for arg in argv if arg.startswith("--")
-        }
         given = set(typed_names)
     model_args, data_args = parsed[:2]
     _check_numbers(parsed, typed_names)
@@ -440,18 +437,19 @@ _FROM_TRANSFORMERS_4 = {
 
 def _refuse_unknown(parser: HfArgumentParser, names: dict[str, str], where: str = "") -> None:
     """An argument train.py does not have is named, with the nearest ones it has, before anything is parsed
-    (transformers' parser would only list what it left over). `names`: each argument as given -> its `_dest` form."""
+    (transformers' parser would only list what it left over). `names`: each argument's `_dest` form -> as given."""
     known = {_dest(flag) for action in parser._actions for flag in action.option_strings if flag.startswith("--")}
-    unknown = [name for name, key in names.items() if key not in known]
-    if not unknown:
-        return
     hints = []
-    for name in unknown:
-        if names[name] in _FROM_TRANSFORMERS_4:
-            hints.append(f"{name} (a transformers 4 argument; in 5 use {_FROM_TRANSFORMERS_4[names[name]]})")
+    for key, name in names.items():
+        if key in known:
             continue
-        near = difflib.get_close_matches(names[name], known, n=3)
+        if key in _FROM_TRANSFORMERS_4:
+            hints.append(f"{name} (a transformers 4 argument; in 5 use {_FROM_TRANSFORMERS_4[key]})")
+            continue
+        near = difflib.get_close_matches(key, known, n=3)
         hints.append(f"{name} (did you mean {' or '.join('--' + n for n in near)}?)" if near else name)
+    if not hints:
+        return
     raise ValueError(
         f"train.py has no argument {', '.join(hints)}{where}; `python train.py --help` lists them all."
     )
