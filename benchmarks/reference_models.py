@@ -109,7 +109,7 @@ def measure_decode_speed(name: str, new_tokens: int = 32, repeats: int = 5) -> f
     if data == "shakespeare":
         ids = tokenizer("ROMEO:", add_special_tokens=False)["input_ids"]
     else:
-        test_file = "multi30k_test2016.jsonl" if data == "multi30k" else "scitldr_test.jsonl"
+        test_file = finishing.RECIPES[name].test_file
         row = json.loads(Path(data_args.validation_file).with_name(test_file).read_text().splitlines()[0])
         source = row["en"] if data == "multi30k" else " ".join(row["source"])
         ids = finishing.run_task(model.config, data_args).prompt_ids({"source": [source]}, tokenizer)[0]
@@ -120,8 +120,8 @@ def measure_decode_speed(name: str, new_tokens: int = 32, repeats: int = 5) -> f
             started = time.perf_counter()
             model.generate(
                 inputs, attention_mask=torch.ones_like(inputs), max_new_tokens=new_tokens,
-                min_new_tokens=new_tokens, do_sample=False, num_beams=1,
-            )  # fmt: skip
+                min_new_tokens=new_tokens, do_sample=False, num_beams=1, no_repeat_ngram_size=0,
+            )  # fmt: skip  (plain greedy, whatever decoding the folder's generation config chose)
             times.append(time.perf_counter() - started)
     speed = new_tokens / statistics.median(times[1:])
     for target in (folder / "reference_run.json", finishing.CARDS / name / "reference_run.json"):

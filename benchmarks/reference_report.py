@@ -186,7 +186,12 @@ def _plot(chart, path: Path) -> None:
             ax.axhline(1.88, color="grey", linestyle="--", linewidth=1, label="nanoGPT (1.88)")
             ax.set_ylim(1.4, 1.95)
         if task == "multi30k":
-            ax.axhline(25, color="grey", linestyle="--", linewidth=1, label="target, 1 CPU hour (25 BLEU)")
+            ax.hlines(35, -width / 2, 0.8 - width / 2, color="grey", linestyle="--", linewidth=1,
+                      label="target, 1 CPU hour (35 BLEU)")  # fmt: skip
+        if task == "babi":  # the targets for attention, per task
+            for i, target in enumerate((99, 90, 80)):
+                ax.hlines(target, i - width / 2, i + 0.8 - width / 2, color="grey", linestyle="--", linewidth=1,
+                          label="target (attention)" if i == 0 else None)  # fmt: skip
         ax.legend(fontsize=7)
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("score (LM: loss, lower is better; others: higher is better)", fontsize=8)

@@ -188,10 +188,11 @@ def prepare_multi30k(out: Path | None = None, limit: int | None = None) -> dict[
 
 
 def prepare_scitldr(out: Path | None = None, limit: int | None = None) -> dict[str, Path]:
-    """SciTLDR-A train and test with the columns train.py reads (source: sentences, target: all summaries)."""
+    """SciTLDR-A train, dev (validation: the loss during training, the decoding) and test (only reported on), with
+    the columns train.py reads (source: sentences, target: all summaries)."""
     out = Path(out or PREPARED)
     files = {}
-    for split in ("train", "test"):
+    for split in ("train", "dev", "test"):
         rows = []
         for line in (SHARED_DATA / "scitldr" / f"{split}.jsonl").read_text(encoding="utf-8").splitlines():
             if line.strip():

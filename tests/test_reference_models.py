@@ -113,6 +113,19 @@ def test_babi_context_is_the_last_statements_and_renamed_copies_stay_consistent(
         assert row["context"][start : start + len(answer)] == answer
 
 
+def test_the_babi_shortcut_baseline_answers_the_last_place_mentioned(tmp_path):
+    """The card's floor: the rule that ignores the question is right where the last place mentioned is the answer."""
+    rows = [
+        {"context": "Mary went to the kitchen. John moved to the garden.", "answers": {"text": ["garden"]}},
+        {"context": "Mary went to the kitchen. John moved to the garden.", "answers": {"text": ["kitchen"]}},
+        {"context": "Sandra took the milk there. Sandra went to the office.", "answers": {"text": ["office"]}},
+        {"context": "Daniel went back to the hallway. Daniel got the apple.", "answers": {"text": ["hallway"]}},
+    ]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert finishing.last_place_exact_match(path) == 75.0
+
+
 def test_data_preparation_writes_what_train_py_reads(prepared):
     files = prepare.prepare_babi(prepared / "data", limit=5)
     train, validation, test = (
@@ -137,6 +150,7 @@ def test_data_preparation_writes_what_train_py_reads(prepared):
     tldr = prepare.prepare_scitldr(prepared / "data", limit=2)
     row = json.loads(tldr["test"].read_text().splitlines()[0])
     assert isinstance(row["source"], list) and len(row["target"]) >= 2
+    assert set(tldr) == {"train", "dev", "test"}  # dev chooses, test only reports
 
 
 def test_time_budget_schedules_the_rate_over_time():
@@ -178,6 +192,16 @@ def test_recipe_runs_train_and_finish(prepared, name):
     assert finishing.LICENCES[data][1][:40] in text
     if data == "multi30k":
         assert "Non-commercial use only" in text and set(results) == {"eval_bleu", "eval_chrf"}
+    if data == "scitldr":
+        assert set(results) == {"eval_rouge1", "eval_rouge2", "eval_rougeL", "eval_rougeLsum"}
+    if finishing.RECIPES[name].decodings:  # chosen on validation, saved as what the pipeline generates with
+        saved = json.loads((prepared / name / "generation_config.json").read_text())
+        chosen = {**finishing.DECODING_DEFAULTS, **saved}
+        assert any(
+            all(chosen.get(key) == value for key, value in {**finishing.DECODING_DEFAULTS, **candidate}.items())
+            for candidate in finishing.RECIPES[name].decodings
+        )
+        assert f"Decoding chosen on {finishing.RECIPES[name].selection_file} (" in text
     if data == "babi":
         assert {"eval_exact_match_qa1", "eval_exact_match_qa2", "eval_exact_match_qa3"} <= set(results)
         seeds = json.loads((prepared / name / "seeds.json").read_text())
