@@ -210,20 +210,15 @@ def finish(name: str, argv: list[str], training_command: str, copy_card: bool = 
     data_dir = Path(data_args.validation_file or data_args.train_file).parent  # where the converted files are
     shortcut = ""  # bAbI: the exact match of the rule that ignores the question, per task
     if recipe.data == "babi":
-        shortcut = " / ".join(
-            f"{last_place_exact_match(data_dir / f'babi_test_{part}.jsonl'):.1f}" for part in BABI_TASKS
-        )
-    notes = [note.format(budget=training_args.max_train_seconds, shortcut=shortcut) for note in recipe.notes]
-    if recipe.data == "babi":
-        scores = {
-            f"eval_exact_match_{part}": _score(folder, task, data_dir / f"babi_test_{part}.jsonl")["exact_match"]
-            for part in BABI_TASKS
-        }
+        tests = {part: data_dir / f"babi_test_{part}.jsonl" for part in BABI_TASKS}
+        scores = {f"eval_exact_match_{part}": _score(folder, task, path)["exact_match"] for part, path in tests.items()}
         scores["eval_exact_match_mean"] = statistics.fmean(scores.values())
         eval_results = {**{k: v for k, v in eval_results.items() if k == "eval_loss"}, **scores}
+        shortcut = " / ".join(f"{last_place_exact_match(path):.1f}" for path in tests.values())
+    notes = [note.format(budget=training_args.max_train_seconds, shortcut=shortcut) for note in recipe.notes]
     if recipe.decodings:
-        validation = {k: v for k, v in eval_results.items() if k in ("eval_loss", "eval_bleu", "eval_chrf")}
-        validation |= {k: v for k, v in eval_results.items() if k in ("eval_rouge1", "eval_rouge2", "eval_rougeL")}
+        shown = ("eval_loss", "eval_bleu", "eval_chrf", "eval_rouge1", "eval_rouge2", "eval_rougeL")
+        validation = {k: v for k, v in eval_results.items() if k in shown}
         notes.append(
             f"train.py's evaluation of {data_args.validation_file} after training (greedy"
             + (f", the first {data_args.max_eval_samples} rows" if data_args.max_eval_samples else "")
@@ -352,7 +347,7 @@ def choose_decoding(folder: Path, task, path: Path, recipe: Recipe) -> str:
     what = " + ".join(recipe.selection_metrics)
     rows = "; ".join(f"{_describe_decoding(settings)} {mean(scores):.2f}" for settings, scores in tried)
     return (
-        f"Decoding chosen on {path.name} ({_count_rows(path):,} rows) by the mean of {what}: {rows}. Chosen, and "
+        f"Decoding chosen on {path.name} ({len(_rows(path)):,} rows) by the mean of {what}: {rows}. Chosen, and "
         f"saved in generation_config.json (what the pipeline uses by default): **{_describe_decoding(best)}**."
     )
 
@@ -376,10 +371,6 @@ def last_place_exact_match(path: Path) -> float:
     rows = _rows(path)
     hits = sum(places.findall(row["context"])[-1:] == row["answers"]["text"][:1] for row in rows)
     return 100 * hits / len(rows)
-
-
-def _count_rows(path: Path) -> int:
-    return sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
 
 
 def _score(folder: Path, task, path: Path, batch_size: int = 64, generation: dict | None = None) -> dict:
