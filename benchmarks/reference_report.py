@@ -1,8 +1,9 @@
 """model_cards/README.md: the reference models of both families side by side, from the files in model_cards/*/.
 
 Run through `python benchmarks/reference_models.py report`. Reads each card folder's eval_results.json,
-reference_run.json (training time, steps, tokens) and README.md (parameter count); writes the comparison tables, the
-chart `model_cards/quality_by_task.png`, and the analysis kept in ANALYSIS below.
+reference_run.json (training time, steps, tokens), validation_curve.json and README.md (parameter count); writes the
+comparison tables, the charts `model_cards/quality_by_task.png` and `quality_vs_cpu_time.png`, and the analysis in
+reference_analysis.md.
 """
 
 import json
@@ -56,7 +57,9 @@ def _load(cards: Path, name: str) -> dict | None:
     cpu = re.search(r"\| `training CPU time \(s\)` \| ([\d.]+) \|", card)
     budget = re.search(r"\| `time budget \(CPU s of optimizer steps\)` \| ([\d.]+) \|", card)
     seeds = json.loads((folder / "seeds.json").read_text()) if (folder / "seeds.json").is_file() else {}
+    curve = folder / "validation_curve.json"
     return {
+        "curve": json.loads(curve.read_text()) if curve.is_file() else [],
         **results,
         **run,
         "seeds": seeds.get("metrics", {}),
@@ -86,12 +89,13 @@ def _with_spread(result: dict, metric: str) -> str:
 
 
 def write_report(cards: Path) -> Path:
-    rows, chart = [], []
+    rows, chart, loaded_by_task = [], [], {}
     for key, (title, names, metrics) in TASKS.items():
         loaded = {family: _load(cards, name) for family, name in names.items()}
         loaded = {family: result for family, result in loaded.items() if result is not None}
         if not loaded:
             continue
+        loaded_by_task[key] = loaded
         rows.append(f"### {title}\n")
         header = ["family", *[label for _, label, _ in metrics], "parameters", "budget", "steps", "train tokens/s", "tokens/CPU s"]
         if key not in ("babi", "squad"):
@@ -116,6 +120,19 @@ def write_report(cards: Path) -> Path:
             chart.append((key, family, {label: _mean_and_std(result, metric) for metric, label, _ in metrics}))
         rows.append("")
     _plot(chart, cards / "quality_by_task.png")
+    curves = {
+        key: {family: result for family, result in loaded_by_task[key].items() if result["curve"]}
+        for key in CURVE_TASKS
+        if key in loaded_by_task
+    }
+    charted = _plot_curves({key: runs for key, runs in curves.items() if runs}, cards / "quality_vs_cpu_time.png")
+    curves_text = (
+        "Quality against training compute: the validation loss of each evaluation during training against the CPU\n"
+        "seconds of optimizer steps spent by then (a step's share of its run's total; the legend gives the run's\n"
+        "headline number).\n\n![quality vs CPU time](quality_vs_cpu_time.png)\n\n"
+        if charted
+        else ""
+    )
     analysis = ANALYSIS_PATH.read_text() if ANALYSIS_PATH.is_file() else ""
     text = f"""# Reference models: recurrent vs self-attention
 
@@ -137,7 +154,7 @@ To reproduce one model, `python benchmarks/reference_models.py run NAME` runs it
 
 ![quality by task](quality_by_task.png)
 
-## Results
+{curves_text}## Results
 
 {chr(10).join(rows)}
 ## Decoding speed and latency against context length
@@ -158,6 +175,37 @@ context (1.27x slower at 64 tokens of context, 2.47x at 4,096).
     path = cards / "README.md"
     path.write_text(text)
     return path
+
+
+# The tasks whose validation loss is charted against CPU time, with the headline metric the legend names.
+CURVE_TASKS = {"lm": ("eval_loss", "val loss {:.2f}"), "multi30k": ("eval_bleu", "test BLEU {:.1f}")}
+
+
+def _plot_curves(curves: dict, path: Path) -> bool:
+    """Draws the chart when there is a curve to draw; says whether it did."""
+    from matplotlib.figure import Figure
+
+    if not curves:
+        return False
+    figure = Figure(figsize=(5 * len(curves), 3.6))
+    axes = figure.subplots(1, len(curves), squeeze=False)[0]
+    colours = {"attention": "tab:blue", "lstm": "tab:orange", "gru": "tab:green"}
+    for ax, (key, runs) in zip(axes, curves.items()):
+        metric, label = CURVE_TASKS[key]
+        for family, result in runs.items():
+            points = result["curve"]
+            mean, std = _mean_and_std(result, metric)
+            headline = label.format(mean) + ("" if std is None else f" ± {std:.{1 if key != 'lm' else 2}f}")
+            ax.plot([p["cpu_seconds"] for p in points], [p["eval_loss"] for p in points], marker="o", markersize=3,
+                    color=colours.get(family), label=f"{family} ({headline})")  # fmt: skip
+        ax.set_title(TASKS[key][0].split("(")[0].strip(), fontsize=9)
+        ax.set_xlabel("CPU seconds of optimizer steps", fontsize=8)
+        ax.set_ylabel("validation loss (nats per " + ("character)" if key == "lm" else "target token)"), fontsize=8)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    return True
 
 
 def _plot(chart, path: Path) -> None:

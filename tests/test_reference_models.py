@@ -178,6 +178,8 @@ def test_recipe_runs_train_and_finish(prepared, name):
     flags = [*_fixture_flags(name, prepared), *TINY]
     if "max_train_seconds" in yaml.safe_load(recipe.config_path(name).read_text()):
         flags += ["--max_train_seconds", "30"]
+    if name == "lm-lstm-shakespeare":  # evaluations during training: the curve of the quality-vs-CPU-time chart
+        flags += ["--eval_strategy", "steps", "--eval_steps", "1"]
     if data == "babi":  # another seed beside it, as `run NAME --seeds 2` trains it: mean ± std in the card
         seed_flags = [*flags, "--seed", "1338", "--output_dir", str(prepared / f"{name}-seed1338")]
         recipe.train(name, seed_flags, in_process=True)
@@ -190,6 +192,13 @@ def test_recipe_runs_train_and_finish(prepared, name):
     assert f"python benchmarks/reference_models.py run {name}" in text and "python train.py" in text
     assert "Real outputs of this model" in text and "```text" in text
     assert finishing.LICENCES[data][1][:40] in text
+    curve = json.loads((prepared / name / "validation_curve.json").read_text())
+    if name == "lm-lstm-shakespeare":  # stopped at --max_steps 2: the steps share the whole training CPU time
+        state = json.loads((prepared / name / "trainer_state.json").read_text())
+        losses = [entry["eval_loss"] for entry in state["log_history"] if "eval_loss" in entry]
+        total = json.loads((prepared / name / "train_results.json").read_text())["train_cpu_seconds"]
+        assert [point["step"] for point in curve][:2] == [1, 2] and [p["eval_loss"] for p in curve] == losses
+        assert [point["cpu_seconds"] for point in curve][:2] == [round(total / 2, 1), round(total, 1)]
     if data == "multi30k":
         assert "Non-commercial use only" in text and set(results) == {"eval_bleu", "eval_chrf"}
     if data == "scitldr":
@@ -231,6 +240,24 @@ def test_other_seeds_go_beside_the_published_run_and_the_report_shows_their_spre
     page = reference_report.write_report(tmp_path).read_text()
     assert "| [attention](qa-attention-babi/README.md) | 91.00 ± 1.50 | 50.00 | – |" in page
     assert (tmp_path / "quality_by_task.png").stat().st_size > 0
+
+
+def test_the_report_charts_quality_against_cpu_time_from_the_cards_curves(tmp_path):
+    import reference_report
+
+    card = tmp_path / "qa-lstm-babi"  # bAbI's curve is not charted: no chart without a language model or translation
+    card.mkdir()
+    (card / "eval_results.json").write_text(json.dumps({"eval_exact_match_qa1": 50.0}))
+    (card / "validation_curve.json").write_text(json.dumps([{"step": 1, "cpu_seconds": 1.0, "eval_loss": 1.0}]))
+    page = reference_report.write_report(tmp_path).read_text()
+    assert not (tmp_path / "quality_vs_cpu_time.png").exists() and "quality_vs_cpu_time" not in page
+    card = tmp_path / "mt-lstm-multi30k"
+    card.mkdir()
+    (card / "eval_results.json").write_text(json.dumps({"eval_bleu": 7.0, "eval_chrf": 30.0}))
+    curve = [{"step": 10, "cpu_seconds": 5.0, "eval_loss": 4.0}, {"step": 20, "cpu_seconds": 10.0, "eval_loss": 3.5}]
+    (card / "validation_curve.json").write_text(json.dumps(curve))
+    page = reference_report.write_report(tmp_path).read_text()
+    assert (tmp_path / "quality_vs_cpu_time.png").stat().st_size > 0 and "(quality_vs_cpu_time.png)" in page
 
 
 def test_every_recipe_has_one_config(monkeypatch, capsys):
