@@ -121,11 +121,11 @@ def write_report(cards: Path) -> Path:
         rows.append("")
     _plot(chart, cards / "quality_by_task.png")
     curves = {
-        key: {family: result for family, result in loaded_by_task[key].items() if result["curve"]}
+        key: runs
         for key in CURVE_TASKS
-        if key in loaded_by_task
+        if (runs := {family: result for family, result in loaded_by_task.get(key, {}).items() if result["curve"]})
     }
-    charted = _plot_curves({key: runs for key, runs in curves.items() if runs}, cards / "quality_vs_cpu_time.png")
+    charted = _plot_curves(curves, cards / "quality_vs_cpu_time.png")
     curves_text = (
         "Quality against training compute: the validation loss of each evaluation during training against the CPU\n"
         "seconds of optimizer steps spent by then (a step's share of its run's total; the legend gives the run's\n"
@@ -177,8 +177,9 @@ context (1.27x slower at 64 tokens of context, 2.47x at 4,096).
     return path
 
 
-# The tasks whose validation loss is charted against CPU time, with the headline metric the legend names.
-CURVE_TASKS = {"lm": ("eval_loss", "val loss {:.2f}"), "multi30k": ("eval_bleu", "test BLEU {:.1f}")}
+# The tasks whose validation loss is charted against CPU time: the headline metric the legend names, and its digits.
+CURVE_TASKS = {"lm": ("eval_loss", "val loss", 2), "multi30k": ("eval_bleu", "test BLEU", 1)}
+FAMILY_COLOURS = {"attention": "tab:blue", "lstm": "tab:orange", "gru": "tab:green"}
 
 
 def _plot_curves(curves: dict, path: Path) -> bool:
@@ -189,15 +190,14 @@ def _plot_curves(curves: dict, path: Path) -> bool:
         return False
     figure = Figure(figsize=(5 * len(curves), 3.6))
     axes = figure.subplots(1, len(curves), squeeze=False)[0]
-    colours = {"attention": "tab:blue", "lstm": "tab:orange", "gru": "tab:green"}
     for ax, (key, runs) in zip(axes, curves.items()):
-        metric, label = CURVE_TASKS[key]
+        metric, label, digits = CURVE_TASKS[key]
         for family, result in runs.items():
             points = result["curve"]
             mean, std = _mean_and_std(result, metric)
-            headline = label.format(mean) + ("" if std is None else f" ± {std:.{1 if key != 'lm' else 2}f}")
+            headline = f"{label} {mean:.{digits}f}" + ("" if std is None else f" ± {std:.{digits}f}")
             ax.plot([p["cpu_seconds"] for p in points], [p["eval_loss"] for p in points], marker="o", markersize=3,
-                    color=colours.get(family), label=f"{family} ({headline})")  # fmt: skip
+                    color=FAMILY_COLOURS.get(family), label=f"{family} ({headline})")  # fmt: skip
         ax.set_title(TASKS[key][0].split("(")[0].strip(), fontsize=9)
         ax.set_xlabel("CPU seconds of optimizer steps", fontsize=8)
         ax.set_ylabel("validation loss (nats per " + ("character)" if key == "lm" else "target token)"), fontsize=8)
@@ -216,7 +216,6 @@ def _plot(chart, path: Path) -> None:
         return
     figure = Figure(figsize=(4 * len(tasks), 3.6))
     axes = figure.subplots(1, len(tasks), squeeze=False)[0]
-    colours = {"attention": "tab:blue", "lstm": "tab:orange", "gru": "tab:green"}
     for ax, task in zip(axes, tasks):
         entries = [(family, values) for key, family, values in chart if key == task]
         labels = [label for label in entries[0][1] if label != "val perplexity"]
@@ -225,7 +224,7 @@ def _plot(chart, path: Path) -> None:
             xs = [i + index * width for i in range(len(labels))]
             ys = [values[label][0] or 0 for label in labels]
             errors = [values[label][1] or 0 for label in labels]
-            bars = ax.bar(xs, ys, width, yerr=errors, capsize=3, label=family, color=colours.get(family))
+            bars = ax.bar(xs, ys, width, yerr=errors, capsize=3, label=family, color=FAMILY_COLOURS.get(family))
             ax.bar_label(bars, fmt="%.2f" if task == "lm" else "%.1f", fontsize=7)
         ax.set_xticks([i + 0.4 - width / 2 for i in range(len(labels))], labels, fontsize=8)
         ax.set_title(TASKS[task][0].split(",")[0] + ": " + TASKS[task][0].split(",")[1].split("(")[0].strip(),
