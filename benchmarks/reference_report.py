@@ -10,7 +10,8 @@ import json
 import re
 from pathlib import Path
 
-# task key -> (title, card names by family, [(metric key, label, higher is better)])
+# task key -> (title, card names by family, [(metric key, label, higher is better)]); a family's tuple of names is one
+# model per task (bAbI), shown as one row.
 TASKS = {
     "lm": (
         "Language modelling, Tiny Shakespeare (characters; validation = last 10%)",
@@ -18,8 +19,8 @@ TASKS = {
         [("eval_loss", "val loss (nats/char)", False), ("eval_perplexity", "val perplexity", False)],
     ),
     "babi": (
-        "QA, bAbI qa1-qa3 (test, 1,000 questions each)",
-        {"attention": "qa-attention-babi", "lstm": "qa-lstm-babi"},
+        "QA, bAbI qa1-qa3 (test, 1,000 questions each; one model per task)",
+        {family: tuple(f"qa-{family}-babi-qa{n}" for n in (1, 2, 3)) for family in ("attention", "lstm")},
         [
             ("eval_exact_match_qa1", "EM qa1", True),
             ("eval_exact_match_qa2", "EM qa2", True),
@@ -46,7 +47,7 @@ TASKS = {
 ANALYSIS_PATH = Path(__file__).with_name("reference_analysis.md")
 
 
-def _load(cards: Path, name: str) -> dict | None:
+def _load_one(cards: Path, name: str) -> dict | None:
     folder = cards / name
     if not (folder / "eval_results.json").is_file():
         return None
@@ -58,20 +59,45 @@ def _load(cards: Path, name: str) -> dict | None:
     budget = re.search(r"\| `time budget \(CPU s of optimizer steps\)` \| ([\d.]+) \|", card)
     seeds = json.loads((folder / "seeds.json").read_text()) if (folder / "seeds.json").is_file() else {}
     curve = folder / "validation_curve.json"
+    cpu_s = float(cpu.group(1)) if cpu else None
+    budget_s = float(budget.group(1)) if budget else None
+    step_cpu = budget_s or cpu_s  # the budget is CPU time of optimizer steps
     return {
         "curve": json.loads(curve.read_text()) if curve.is_file() else [],
         **results,
         **run,
         "seeds": seeds.get("metrics", {}),
         "parameters": int(match.group(1).replace(",", "")) if match else None,
-        "cpu_s": float(cpu.group(1)) if cpu else None,
-        "budget_s": float(budget.group(1)) if budget else None,
+        "cpu_s": cpu_s,
+        "budget_s": budget_s,
+        "tokens_per_cpu_s": run["train_tokens"] / step_cpu if run.get("train_tokens") and step_cpu else None,
     }
+
+
+def _load(cards: Path, names: str | tuple[str, ...]) -> dict | None:
+    """A card's results; for one model per task, the cards' results together, and their steps, throughput and
+    parameters as "qa1 / qa2 / qa3" values (of the cards there are, in order) where they differ."""
+    if isinstance(names, str):
+        return _load_one(cards, names)
+    loaded = [result for name in names if (result := _load_one(cards, name)) is not None]
+    if not loaded:
+        return None
+    merged = {"curve": [], "seeds": {}}
+    for result in loaded:  # each card's own metrics (its task's), not those every card has (the validation loss)
+        own = [key for key in result if key.startswith("eval_") and not all(key in other for other in loaded)]
+        merged.update({key: result[key] for key in own})
+        merged["seeds"].update({key: value for key, value in result["seeds"].items() if key in own})
+    for key in ("parameters", "budget_s", "cpu_s", "optimizer_steps", "train_tokens_per_s", "tokens_per_cpu_s"):
+        values = [result.get(key) for result in loaded]
+        merged[key] = values[0] if len(set(values)) == 1 else " / ".join(_fmt(value, 0) for value in values)
+    return merged
 
 
 def _fmt(value, digits=2):
     if value is None:
         return "–"
+    if isinstance(value, str):  # already formatted: the per-task values of one model per task
+        return value
     if isinstance(value, float):
         return f"{value:,.{digits}f}"
     return f"{value:,}"
@@ -103,17 +129,18 @@ def write_report(cards: Path) -> Path:
         rows.append("| " + " | ".join(header) + " |")
         rows.append("| " + " | ".join(["---"] + ["---:"] * (len(header) - 1)) + " |")
         for family, result in loaded.items():
-            budget = (
-                f"{result['budget_s']:.0f} CPU s" if result.get("budget_s") else f"{_fmt(result.get('cpu_s'), 0)} CPU s"
-            )
+            budget = f"{_fmt(result.get('budget_s') or result.get('cpu_s'), 0)} CPU s"
             if key == "lm" and family == "attention":
                 budget = f"2,000 steps ({_fmt(result.get('cpu_s'), 0)} CPU s)"
-            cells = [f"[{family}]({names[family]}/README.md)"]
+            if isinstance(names[family], str):
+                cells = [f"[{family}]({names[family]}/README.md)"]
+            else:  # one model per task
+                shown = [name for name in names[family] if (cards / name / "eval_results.json").is_file()]
+                links = ", ".join(f"[{name.rsplit('-', 1)[1]}]({name}/README.md)" for name in shown)
+                cells = [f"{family} ({links})"]
             cells += [_with_spread(result, metric) for metric, _, _ in metrics]
             cells += [_fmt(result.get("parameters")), budget, _fmt(result.get("optimizer_steps"))]
-            step_cpu = result.get("budget_s") or result.get("cpu_s")  # the budget is CPU time of optimizer steps
-            per_cpu = result["train_tokens"] / step_cpu if result.get("train_tokens") and step_cpu else None
-            cells += [_fmt(result.get("train_tokens_per_s"), 0), _fmt(per_cpu, 0)]
+            cells += [_fmt(result.get("train_tokens_per_s"), 0), _fmt(result.get("tokens_per_cpu_s"), 0)]
             if key not in ("babi", "squad"):
                 cells.append(_fmt(result.get("decode_tokens_per_s"), 0))
             rows.append("| " + " | ".join(cells) + " |")

@@ -26,12 +26,21 @@ BABI_TASKS = {
 SQUAD_TRAIN_ARTICLES = 40  # of the 48 dev articles; the last 8 are held out
 
 
-def _write_jsonl(rows, path: Path) -> Path:
+def _write(text: str, path: Path) -> Path:
+    """Write whole or not at all: a run reading the file while another run prepares the same data set (two at a
+    time, scripts/reference_models_all.sh) reads the old file or the new one, never a half-written one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
     return path
+
+
+def _write_jsonl(rows, path: Path) -> Path:
+    return _write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), path)
 
 
 # The story a bAbI question is asked about: its last statements before the question. Every supporting fact of the
@@ -130,26 +139,25 @@ def renamed_stories(stories, copies: int, seed: int) -> list[list[str]]:
 
 
 def prepare_babi(out: Path | None = None, limit: int | None = None) -> dict[str, Path]:
-    """qa1-qa3 as jsonl files: train (with its renamed copies) and validation (the last stories of each task's
-    training file, as they are) together, and test together and per task. `limit` keeps that many stories per
-    task and split (tests)."""
+    """qa1-qa3 as jsonl files per task (one model per task): `babi_{split}_{task}.jsonl` for train (with its
+    renamed copies, shuffled), validation (the last stories of the task's training file, as they are) and test.
+    `limit` keeps that many stories per task and split (tests)."""
     out = Path(out or PREPARED)
-    parts = {"train": [], "validation": [], "test": []}
     files = {}
-    for task, stem in BABI_TASKS.items():
+    for number, (task, stem) in enumerate(BABI_TASKS.items()):
         train = babi_stories(SHARED_DATA / "babi" / "en" / f"{stem}_train.txt")
         test = babi_stories(SHARED_DATA / "babi" / "en" / f"{stem}_test.txt")[:limit]
         validation = train[len(train) - max(1, round(len(train) * BABI_VALIDATION_SHARE)) :]
         train = train[: len(train) - len(validation)][:limit]
-        copies = renamed_stories(train, BABI_RENAMED_COPIES, seed=len(parts["train"]))
-        parts["train"] += babi_rows(train, task, f"{task}-train") + babi_rows(copies, task, f"{task}-renamed")
-        parts["validation"] += babi_rows(validation[:limit], task, f"{task}-validation")
-        test_rows = babi_rows(test, task, f"{task}-test")
-        parts["test"] += test_rows
-        files[f"test_{task}"] = _write_jsonl(test_rows, out / f"babi_test_{task}.jsonl")
-    random.Random(0).shuffle(parts["train"])
-    for split, rows in parts.items():
-        files[split] = _write_jsonl(rows, out / f"babi_{split}.jsonl")
+        copies = renamed_stories(train, BABI_RENAMED_COPIES, seed=number)
+        parts = {
+            "train": babi_rows(train, task, f"{task}-train") + babi_rows(copies, task, f"{task}-renamed"),
+            "validation": babi_rows(validation[:limit], task, f"{task}-validation"),
+            "test": babi_rows(test, task, f"{task}-test"),
+        }
+        random.Random(number).shuffle(parts["train"])
+        for split, rows in parts.items():
+            files[f"{split}_{task}"] = _write_jsonl(rows, out / f"babi_{split}_{task}.jsonl")
     return files
 
 
@@ -166,8 +174,7 @@ def split_squad_by_article(out: Path | None = None, train_articles: int | None =
         if limit is not None:  # tiny slices for tests: the first paragraphs of the first article
             chosen = [{**chosen[0], "paragraphs": chosen[0]["paragraphs"][:limit]}]
         path = out / f"squad_{name}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"version": squad["version"], "data": chosen}, ensure_ascii=False))
+        _write(json.dumps({"version": squad["version"], "data": chosen}, ensure_ascii=False), path)
         files[name] = path
     return files
 

@@ -128,16 +128,20 @@ def test_the_babi_shortcut_baseline_answers_the_last_place_mentioned(tmp_path):
 
 def test_data_preparation_writes_what_train_py_reads(prepared):
     files = prepare.prepare_babi(prepared / "data", limit=5)
-    train, validation, test = (
-        [json.loads(line) for line in files[split].read_text().splitlines()] for split in ("train", "validation", "test")
-    )
-    # Validation is the last training stories of each task, never renamed; train is the others and their copies.
-    assert {row["id"].split("-")[1] for row in validation} == {"validation"}
-    assert {row["context"] for row in validation}.isdisjoint(row["context"] for row in train)
-    originals = [row for row in train if "-train-" in row["id"]]
-    assert len(train) == len(originals) * (1 + prepare.BABI_RENAMED_COPIES)
-    assert {row["task"] for row in originals} == {"qa1", "qa2", "qa3"}
-    assert len(test) == sum(len(files[f"test_{task}"].read_text().splitlines()) for task in prepare.BABI_TASKS)
+    splits = ("train", "validation", "test")
+    assert set(files) == {f"{split}_{task}" for split in splits for task in prepare.BABI_TASKS}
+    for task in prepare.BABI_TASKS:  # one model per task: each task's own files
+        train, validation, test = (
+            [json.loads(line) for line in files[f"{split}_{task}"].read_text().splitlines()]
+            for split in splits
+        )
+        # Validation is the last training stories of the task, never renamed; train is the others and their copies.
+        assert {row["id"].split("-")[1] for row in validation} == {"validation"}
+        assert {row["context"] for row in validation}.isdisjoint(row["context"] for row in train)
+        originals = [row for row in train if "-train-" in row["id"]]
+        assert len(train) == len(originals) * (1 + prepare.BABI_RENAMED_COPIES) and originals
+        assert {row["task"] for row in train + validation + test} == {task}
+        assert {row["id"].split("-")[1] for row in test} == {"test"}
     squad = prepare.split_squad_by_article(prepared / "data", limit=1)
     held_out = json.loads(squad["heldout"].read_text())
     full = json.loads((FIXTURES / "squad" / "dev-v1.1.json").read_text())
@@ -151,6 +155,19 @@ def test_data_preparation_writes_what_train_py_reads(prepared):
     row = json.loads(tldr["test"].read_text().splitlines()[0])
     assert isinstance(row["source"], list) and len(row["target"]) >= 2
     assert set(tldr) == {"train", "dev", "test"}  # dev chooses, test only reports
+
+
+def test_prepared_files_are_replaced_whole_so_a_run_reading_them_meanwhile_never_sees_half(tmp_path, monkeypatch):
+    path = prepare._write_jsonl([{"row": 1}], tmp_path / "rows.jsonl")
+    with path.open() as reader:  # a run that opened the file before another run prepares the data again
+        prepare._write_jsonl([{"row": 2}, {"row": 3}], path)
+        assert reader.read() == '{"row": 1}\n'  # still the old file, whole
+    assert path.read_text() == '{"row": 2}\n{"row": 3}\n'
+    monkeypatch.setattr(prepare.os, "replace", lambda *args: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError, match="disk full"):
+        prepare._write_jsonl([{"row": 4}], path)
+    assert path.read_text() == '{"row": 2}\n{"row": 3}\n'  # a failed write leaves the last whole file
+    assert [file.name for file in tmp_path.iterdir()] == ["rows.jsonl"]  # and no partial one
 
 
 def test_time_budget_schedules_the_rate_over_time():
@@ -169,7 +186,7 @@ def test_time_budget_schedules_the_rate_over_time():
 
 @pytest.mark.parametrize(
     "name",
-    ["lm-lstm-shakespeare", "qa-attention-babi", "qa-lstm-squad", "sum-attention-scitldr", "mt-lstm-multi30k"],
+    ["lm-lstm-shakespeare", "qa-attention-babi-qa2", "qa-lstm-squad", "sum-attention-scitldr", "mt-lstm-multi30k"],
 )
 def test_recipe_runs_train_and_finish(prepared, name):
     """Each recipe's train.py arguments on tiny slices of its data, then its evaluation, examples and card."""
@@ -212,40 +229,51 @@ def test_recipe_runs_train_and_finish(prepared, name):
         )
         assert f"Decoding chosen on {finishing.RECIPES[name].selection_file} (" in text
     if data == "babi":
-        assert {"eval_exact_match_qa1", "eval_exact_match_qa2", "eval_exact_match_qa3"} <= set(results)
+        assert set(results) == {"eval_loss", "eval_exact_match_qa2"}  # its own task's test questions
+        assert "One model per task, this one qa2" in text and "Where is the" in text
+        shortcut = finishing.last_place_exact_match(prepared / "data" / "babi_test_qa2.jsonl")
+        assert f"scores {shortcut:.1f} exact match on this test set" in text
         seeds = json.loads((prepared / name / "seeds.json").read_text())
         assert seeds["seeds"] == [1337, 1338] and seeds["published_seed"] == 1337
         for metric, spread in seeds["metrics"].items():
             pair = [results[metric], other[metric]]
             assert spread["values"] == pair and spread["mean"] == pytest.approx(sum(pair) / 2)
             assert spread["std"] == pytest.approx(abs(pair[0] - pair[1]) / 2**0.5)
-        mean = seeds["metrics"]["eval_exact_match_qa1"]["mean"]
-        assert "Over 2 seeds (1337, 1338;" in text and f"exact_match_qa1 **{mean:.2f} ± " in text
+        mean = seeds["metrics"]["eval_exact_match_qa2"]["mean"]
+        assert "Over 2 seeds (1337, 1338;" in text and f"exact_match_qa2 **{mean:.2f} ± " in text
     else:
         assert not (prepared / name / "seeds.json").exists()
 
 
 def test_other_seeds_go_beside_the_published_run_and_the_report_shows_their_spread(tmp_path):
-    assert recipe.other_seed_flags("qa-lstm-babi", 3) == [
-        ["--seed", "1338", "--output_dir", "outputs/reference/qa-lstm-babi-seed1338"],
-        ["--seed", "1339", "--output_dir", "outputs/reference/qa-lstm-babi-seed1339"],
+    assert recipe.other_seed_flags("qa-lstm-babi-qa1", 3) == [
+        ["--seed", "1338", "--output_dir", "outputs/reference/qa-lstm-babi-qa1-seed1338"],
+        ["--seed", "1339", "--output_dir", "outputs/reference/qa-lstm-babi-qa1-seed1339"],
     ]
-    assert recipe.other_seed_flags("qa-lstm-babi", 1) == []
+    assert recipe.other_seed_flags("qa-lstm-babi-qa1", 1) == []
     import reference_report
 
-    card = tmp_path / "qa-attention-babi"
-    card.mkdir()
-    (card / "eval_results.json").write_text(json.dumps({"eval_exact_match_qa1": 90.0, "eval_exact_match_qa2": 50.0}))
-    (card / "seeds.json").write_text(json.dumps({"metrics": {"eval_exact_match_qa1": {"mean": 91.0, "std": 1.5}}}))
+    tasks = (("qa1", 90.0, 700), ("qa2", 50.0, 600), ("qa3", 40.0, 700))  # one model per task, one row per family
+    for task, em, steps in tasks:
+        card = tmp_path / f"qa-attention-babi-{task}"
+        card.mkdir()
+        (card / "eval_results.json").write_text(json.dumps({f"eval_exact_match_{task}": em, "eval_loss": em / 10}))
+        (card / "reference_run.json").write_text(json.dumps({"optimizer_steps": steps}))
+        (card / "README.md").write_text("| `time budget (CPU s of optimizer steps)` | 600.0 |\n")
+    seeds = {"eval_exact_match_qa1": {"mean": 91.0, "std": 1.5}, "eval_loss": {"mean": 9.0, "std": 0.1}}
+    (tmp_path / "qa-attention-babi-qa1" / "seeds.json").write_text(json.dumps({"metrics": seeds}))
+    (tmp_path / "qa-lstm-babi-qa2").mkdir()  # a folder without results: neither a row nor a link
     page = reference_report.write_report(tmp_path).read_text()
-    assert "| [attention](qa-attention-babi/README.md) | 91.00 ± 1.50 | 50.00 | – |" in page
+    links = ", ".join(f"[{task}](qa-attention-babi-{task}/README.md)" for task, _, _ in tasks)
+    assert f"| attention ({links}) | 91.00 ± 1.50 | 50.00 | 40.00 | – | 600 CPU s | 700 / 600 / 700 |" in page
+    assert "qa-lstm-babi" not in page
     assert (tmp_path / "quality_by_task.png").stat().st_size > 0
 
 
 def test_the_report_charts_quality_against_cpu_time_from_the_cards_curves(tmp_path):
     import reference_report
 
-    card = tmp_path / "qa-lstm-babi"  # bAbI's curve is not charted: no chart without a language model or translation
+    card = tmp_path / "qa-lstm-babi-qa1"  # bAbI's curve is not charted: no language model or translation
     card.mkdir()
     (card / "eval_results.json").write_text(json.dumps({"eval_exact_match_qa1": 50.0}))
     (card / "validation_curve.json").write_text(json.dumps([{"step": 1, "cpu_seconds": 1.0, "eval_loss": 1.0}]))
