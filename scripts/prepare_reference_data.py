@@ -52,9 +52,6 @@ BABI_VALIDATION_SHARE = 0.1  # the last 10% of each task's training stories: the
 # tasks' whole closed vocabulary of each kind): the same stories told about other names, so that a small model learns
 # the reasoning rather than the names. Validation and test stay as they are.
 BABI_RENAMED_COPIES = 20
-# In each renamed copy, a question's context leaves out each statement that is not one of its supporting facts with
-# this probability (`babi_rows`): 900 stories are few enough for a model to learn their shapes by heart.
-BABI_DROPPED_STATEMENTS = 0.9
 BABI_ENTITIES = (
     ("Mary", "John", "Daniel", "Sandra"),
     ("bathroom", "hallway", "garden", "office", "bedroom", "kitchen"),
@@ -75,18 +72,10 @@ def babi_stories(path) -> list[list[str]]:
     return stories
 
 
-def babi_rows(
-    stories, task: str, prefix: str, last_statements: int | None = BABI_LAST_STATEMENTS, drop: float = 0.0, seed=0
-) -> list[dict]:
+def babi_rows(stories, task: str, prefix: str, last_statements: int | None = BABI_LAST_STATEMENTS) -> list[dict]:
     """bAbI questions as QA rows: the context is the story's last `last_statements` statements before the question
     (statements only, none of its earlier questions), the answer points at its word in the last supporting fact that
-    contains it (the fact a reader would underline), else at its last mention.
-
-    With `drop`, each statement that is not one of the question's supporting facts is left out of its context with a
-    probability drawn for each question between 0 and `drop` (seeded), so that a story is told in many shorter ways.
-    A context keeps all its statements when the shorter one no longer tells the answer (`babi_world_answer`; in qa3,
-    a left-out "took the apple" can leave it open who carried the apple)."""
-    rng = random.Random(seed)
+    contains it (the fact a reader would underline), else at its last mention."""
     rows = []
     for number, story in enumerate(stories):
         statements = {}  # line id -> text
@@ -95,14 +84,7 @@ def babi_rows(
                 statements[line_id] = text.strip()
                 continue
             question, answer, support = (part.strip() for part in text.split("\t")[:3])
-            supporting = {int(i) for i in support.split()}
             ids = sorted(statements)[-last_statements:] if last_statements else sorted(statements)
-            if drop:
-                rate = rng.uniform(0, drop)
-                kept = [i for i in sorted(statements) if i in supporting or rng.random() >= rate]
-                kept = kept[-last_statements:] if last_statements else kept
-                if babi_world_answer([statements[i] for i in kept], question) == answer:
-                    ids = kept
             context, starts = "", {}
             for index in ids:
                 starts[index] = len(context)
@@ -134,39 +116,6 @@ def babi_rows(
                 }
             )
     return rows
-
-
-BABI_TAKES = ("got", "grabbed", "picked", "took")  # "picked up"; the other object verbs let it go ("put down", ...)
-
-
-def babi_world_answer(statements: list[str], question: str) -> str | None:
-    """The answer to a qa1-qa3 question that follows from `statements`, read as a reader would: people are where they
-    last went, an object is where its carrier is, or where it was last dropped; None when they do not say."""
-    where, carrier, places = {}, {}, {}  # person -> place; object -> person; object -> the places it has been
-
-    def put(thing: str, place: str | None) -> None:
-        if not places.get(thing) or places[thing][-1] != place:
-            places.setdefault(thing, []).append(place)
-
-    for statement in statements:
-        person, verb, *_, thing = statement.rstrip(".").removesuffix(" there").split()
-        if " to the " in statement:
-            where[person] = thing
-            for carried, by in carrier.items():
-                if by == person:
-                    put(carried, thing)
-        else:
-            if verb in BABI_TAKES:
-                carrier[thing] = person
-            else:
-                carrier.pop(thing, None)
-            put(thing, where.get(person))
-    words = question.rstrip("?").split()
-    if question.startswith("Where is "):  # a person (qa1) or an object (qa2)
-        return where.get(words[-1]) or (places.get(words[-1]) or [None])[-1]
-    thing, before = words[3], words[-1]  # "Where was the apple before the office?" (qa3)
-    visits = [i for i, place in enumerate(places.get(thing, [])) if place == before and i > 0]
-    return places[thing][visits[-1] - 1] if visits else None
 
 
 def babi_examples(path, task: str = "", last_statements: int | None = BABI_LAST_STATEMENTS) -> list[dict]:
@@ -202,8 +151,7 @@ def prepare_babi(out: Path | None = None, limit: int | None = None) -> dict[str,
         train = train[: len(train) - len(validation)][:limit]
         copies = renamed_stories(train, BABI_RENAMED_COPIES, seed=number)
         parts = {
-            "train": babi_rows(train, task, f"{task}-train")
-            + babi_rows(copies, task, f"{task}-renamed", drop=BABI_DROPPED_STATEMENTS, seed=number),
+            "train": babi_rows(train, task, f"{task}-train") + babi_rows(copies, task, f"{task}-renamed"),
             "validation": babi_rows(validation[:limit], task, f"{task}-validation"),
             "test": babi_rows(test, task, f"{task}-test"),
         }
