@@ -236,11 +236,16 @@ def _plot_curves(curves: dict, path: Path) -> bool:
 
 
 def _plot(chart, path: Path) -> None:
+    if chart:
+        _quality_figure(chart).savefig(path, dpi=110)
+
+
+def _quality_figure(chart):
+    """One panel per task, a bar per family and metric; error bars only where several seeds give a spread, and the
+    issue's targets as dashed lines."""
     from matplotlib.figure import Figure
 
     tasks = list(dict.fromkeys(key for key, _, _ in chart))
-    if not tasks:
-        return
     figure = Figure(figsize=(4 * len(tasks), 3.6))
     axes = figure.subplots(1, len(tasks), squeeze=False)[0]
     for ax, task in zip(axes, tasks):
@@ -250,7 +255,7 @@ def _plot(chart, path: Path) -> None:
         for index, (family, values) in enumerate(entries):
             xs = [i + index * width for i in range(len(labels))]
             ys = [values[label][0] or 0 for label in labels]
-            errors = [values[label][1] or 0 for label in labels]
+            errors = [float("nan") if values[label][1] is None else values[label][1] for label in labels]
             bars = ax.bar(xs, ys, width, yerr=errors, capsize=3, label=family, color=FAMILY_COLOURS.get(family))
             ax.bar_label(bars, fmt="%.2f" if task == "lm" else "%.1f", fontsize=7)
         ax.set_xticks([i + 0.4 - width / 2 for i in range(len(labels))], labels, fontsize=8)
@@ -262,6 +267,9 @@ def _plot(chart, path: Path) -> None:
         if task == "multi30k":
             ax.hlines(35, -width / 2, 0.8 - width / 2, color="grey", linestyle="--", linewidth=1,
                       label="target, 1 CPU hour (35 BLEU)")  # fmt: skip
+        if task == "squad":  # the issue's target for attention
+            ax.hlines(25, 1 - width / 2, 1.8 - width / 2, color="grey", linestyle="--", linewidth=1,
+                      label="target F1 (attention)")  # fmt: skip
         if task == "babi":  # the issue's targets for attention, per task
             for i, target in enumerate((99, 90, 80)):
                 ax.hlines(target, i - width / 2, i + 0.8 - width / 2, color="grey", linestyle="--", linewidth=1,
@@ -270,4 +278,4 @@ def _plot(chart, path: Path) -> None:
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("score (LM: loss, lower is better; others: higher is better)", fontsize=8)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    return figure

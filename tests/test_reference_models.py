@@ -270,6 +270,27 @@ def test_other_seeds_go_beside_the_published_run_and_the_report_shows_their_spre
     assert (tmp_path / "quality_by_task.png").stat().st_size > 0
 
 
+def test_the_quality_chart_has_error_bars_only_where_seeds_give_a_spread_and_marks_the_squad_target():
+    import reference_report
+
+    chart = [
+        ("squad", "attention", {"EM": (2.4, 0.4), "F1": (9.2, 0.2)}),  # 3 seeds
+        ("squad", "lstm", {"EM": (1.9, None), "F1": (9.1, None)}),  # one seed: no spread to draw
+    ]
+    ax = reference_report._quality_figure(chart).axes[0]
+    spreads = {}
+    for bars in ax.containers:
+        if not hasattr(bars, "errorbar"):  # the error bars' own container, reached through its bars below
+            continue
+        segments = bars.errorbar.lines[2][0].get_segments()
+        spreads[bars.get_label()] = [
+            round(segment[1][1] - segment[0][1], 6) if len(segment) else None for segment in segments
+        ]  # a bar without a spread has an empty segment: nothing drawn
+    assert spreads == {"attention": [0.8, 0.4], "lstm": [None, None]}
+    targets = [line for line in ax.collections if line.get_label() == "target F1 (attention)"]
+    assert len(targets) == 1 and targets[0].get_segments()[0][0][1] == 25
+
+
 def test_the_report_charts_quality_against_cpu_time_from_the_cards_curves(tmp_path):
     import reference_report
 
