@@ -235,6 +235,14 @@ def _plot_curves(curves: dict, path: Path) -> bool:
     return True
 
 
+# The issue's targets (GitHub issue 14) per task: {index of the metric in the panel: value}, and their legend entry.
+TARGETS = {
+    "babi": ({0: 99, 1: 90, 2: 80}, "target (attention)"),
+    "squad": ({1: 25}, "target F1 (attention)"),
+    "multi30k": ({0: 35}, "target, 1 CPU hour (35 BLEU)"),
+}
+
+
 def _plot(chart, path: Path) -> None:
     if chart:
         _quality_figure(chart).savefig(path, dpi=110)
@@ -264,16 +272,10 @@ def _quality_figure(chart):
         if task == "lm":
             ax.axhline(1.88, color="grey", linestyle="--", linewidth=1, label="nanoGPT (1.88)")
             ax.set_ylim(1.4, 1.95)
-        if task == "multi30k":
-            ax.hlines(35, -width / 2, 0.8 - width / 2, color="grey", linestyle="--", linewidth=1,
-                      label="target, 1 CPU hour (35 BLEU)")  # fmt: skip
-        if task == "squad":  # the issue's target for attention
-            ax.hlines(25, 1 - width / 2, 1.8 - width / 2, color="grey", linestyle="--", linewidth=1,
-                      label="target F1 (attention)")  # fmt: skip
-        if task == "babi":  # the issue's targets for attention, per task
-            for i, target in enumerate((99, 90, 80)):
-                ax.hlines(target, i - width / 2, i + 0.8 - width / 2, color="grey", linestyle="--", linewidth=1,
-                          label="target (attention)" if i == 0 else None)  # fmt: skip
+        targets, target_label = TARGETS.get(task, ({}, None))
+        for number, (i, target) in enumerate(targets.items()):  # a dashed line over the metric's bars
+            ax.hlines(target, i - width / 2, i + 0.8 - width / 2, color="grey", linestyle="--", linewidth=1,
+                      label=target_label if number == 0 else None)  # fmt: skip
         ax.legend(fontsize=7)
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("score (LM: loss, lower is better; others: higher is better)", fontsize=8)
