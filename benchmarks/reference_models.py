@@ -13,8 +13,9 @@ A run is three steps: `python scripts/prepare_reference_data.py DATA` converts i
 task pipeline on a few real inputs and writes the card into `model_cards/NAME/`. FLAGS are train.py flags that
 replace the config's values, e.g. `run NAME --max_train_seconds 20` for a quick run (give `finish` the same ones).
 
-Runs pin torch to one thread (OMP_NUM_THREADS=1) so two runs of a pair share two cores evenly; budgets are seconds of
-optimizer steps (`--max_train_seconds`, CPU seconds), so both families of a task get the same compute time.
+Runs pin torch to one thread (OMP_NUM_THREADS=1 for train.py; the finish step's evaluation and decoding too) so two
+runs of a pair share two cores evenly; budgets are seconds of optimizer steps (`--max_train_seconds`, CPU seconds),
+so both families of a task get the same compute time.
 """
 
 import argparse
@@ -148,6 +149,10 @@ def main(argv=None):
     if flags and args.command not in ("run", "finish"):
         parser.error(f"unrecognized arguments: {' '.join(flags)}")
     os.chdir(ROOT)  # the configs' paths are relative to the repository root
+    if args.command in ("run", "finish", "decode-speed"):
+        import torch
+
+        torch.set_num_threads(1)  # a second thread here would take the core of the run beside it
     if args.command == "list":
         for name in finishing.RECIPES:
             print(f"{name}:\n  python train.py {shlex.join(train_argv(name))}")
@@ -156,9 +161,6 @@ def main(argv=None):
 
         write_report(finishing.CARDS)
     elif args.command == "decode-speed":
-        import torch
-
-        torch.set_num_threads(1)
         for name in args.names:
             measure_decode_speed(name)
     else:

@@ -309,6 +309,21 @@ def test_the_report_charts_quality_against_cpu_time_from_the_cards_curves(tmp_pa
     assert (tmp_path / "quality_vs_cpu_time.png").stat().st_size > 0 and "(quality_vs_cpu_time.png)" in page
 
 
+def test_the_finish_step_runs_on_one_thread_like_training(monkeypatch):
+    """Two runs share the two cores: the finish step's evaluation and decoding (tens of minutes on SciTLDR) must not
+    take a second thread from the run training beside it."""
+    import torch
+
+    threads, seen = torch.get_num_threads(), []
+    monkeypatch.setattr(recipe, "finish", lambda name, flags: seen.append(torch.get_num_threads()))
+    torch.set_num_threads(2)
+    try:
+        recipe.main(["finish", "sum-attention-scitldr"])
+    finally:
+        torch.set_num_threads(threads)
+    assert seen == [1]
+
+
 def test_every_recipe_has_one_config(monkeypatch, capsys):
     """The recipe table, what `list` shows and the config files are the same runs, one to one."""
     monkeypatch.chdir(ROOT)
@@ -328,6 +343,16 @@ def test_configs_parse_with_train_py_and_as_flags(path, monkeypatch):
     assert from_file[2].output_dir == f"outputs/reference/{path.stem}"
     flags = recipe.train_argv(path.stem, ["--seed", "1337"])
     assert flags[0] != str(path.relative_to(ROOT)) and finishing.parse_args(flags) == from_file
+
+
+def test_both_families_of_a_task_get_the_same_cpu_budget():
+    """Issue 14 compares the families at the same compute: every budgeted attention recipe's LSTM twin has its
+    `max_train_seconds` (Shakespeare's attention run is nanoGPT's step count; the recurrent runs get its time)."""
+    budget = {path.stem: yaml.safe_load(path.read_text()).get("max_train_seconds") for path in CONFIGS}
+    twins = {name: name.replace("-attention-", "-lstm-") for name in budget if "-attention-" in name}
+    budgeted = {name: twin for name, twin in twins.items() if budget[name]}
+    assert "mt-attention-multi30k" in budgeted and len(budgeted) >= 4
+    assert {name: budget[name] for name in budgeted} == {name: budget[twin] for name, twin in budgeted.items()}
 
 
 COMMITTED_CARDS = sorted(path.parent for path in (ROOT / "model_cards").glob("*/README.md"))
